@@ -1,0 +1,12 @@
+//! The shared runtime of every Eventline service: config, telemetry, metrics, shutdown, the
+//! event envelope, the Avro codec with Confluent framing, the schema-registry client, the Kafka
+//! producer and the database layer. Services stay thin; the hard parts live here, once.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+pub mod catalog;
+pub mod avro;
