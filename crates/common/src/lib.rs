@@ -10,3 +10,8 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod catalog;
 pub mod avro;
+pub mod envelope;
+pub mod registry_client;
+pub mod events;
+pub mod kafka;
+pub mod contracts;

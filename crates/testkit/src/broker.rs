@@ -98,7 +98,8 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("tansu exited with {status} (log in {})", self.dir.path().display());
+                let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+                bail!("tansu exited with {status}; its log ends:\n{}", tail(&log, 20));
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
                 && self.metadata_answers().await
@@ -136,8 +137,9 @@ fn spawn_tansu(port: u16, dir: &Path) -> anyhow::Result<Child> {
     Command::new(&binary)
         .arg("broker")
         .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .arg("--storage-engine")
-        .arg(format!("sqlite://{}/tansu.db", dir.display()))
+        // Tansu reads `sqlite://a/b.db` as the relative path `a/b.db`, so run it inside `dir`.
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
         .env_remove("SCHEMA_REGISTRY")
         .env_remove("STORAGE_ENGINE")
         .env_remove("LISTENER_URL")
@@ -149,4 +151,9 @@ fn spawn_tansu(port: u16, dir: &Path) -> anyhow::Result<Child> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {}", binary.display()))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

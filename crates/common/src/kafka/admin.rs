@@ -1,0 +1,66 @@
+//! Topic administration. Topics are created explicitly (some brokers, Tansu among them, refuse
+//! to produce to a topic that does not exist), with the partition counts of the catalog.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::KafkaSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot create a Kafka admin client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    #[error("Kafka request failed: {0}")]
+    Request(#[source] KafkaError),
+}
+
+/// A topic to create: name, partition count, replication factor.
+#[derive(Debug, Clone)]
+pub struct TopicRequest {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+/// Creates the topics that do not exist yet; returns the names it created.
+pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicRequest]) -> Result<Vec<String>, AdminError> {
+    let existing = topic_names(settings).await?;
+    let missing: Vec<&TopicRequest> = topics.iter().filter(|t| !existing.contains(&t.name)).collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> = settings.client_config().create().map_err(AdminError::Client)?;
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut created = Vec::new();
+    for result in admin.create_topics(new.iter(), &options).await.map_err(AdminError::Request)? {
+        match result {
+            Ok(topic) => created.push(topic),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(created)
+}
+
+/// The names of all topics the cluster reports.
+pub async fn topic_names(settings: &KafkaSettings) -> Result<Vec<String>, AdminError> {
+    let config = settings.client_config();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().map_err(AdminError::Client)?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(AdminError::Request)?;
+        Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+    })
+    .await
+    .map_err(|_| AdminError::Request(KafkaError::Canceled))?
+}

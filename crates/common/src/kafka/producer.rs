@@ -1,0 +1,88 @@
+//! The event producer: idempotent, `acks=all`, answering only once the broker acknowledged.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+use serde::{Deserialize, Serialize};
+
+use super::{KafkaSettings, Position};
+use crate::envelope::Envelope;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSettings {
+    /// How long a record may wait for acknowledgement before the send fails (bounded, never a hang).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// How long the producer waits to fill a batch.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self { delivery_timeout: Duration::from_secs(10), linger: Duration::from_millis(5), compression: "lz4".to_owned() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("the broker did not acknowledge the record: {0}")]
+    NotAcknowledged(#[source] KafkaError),
+}
+
+/// One record to publish: the Confluent-framed value, the aggregate key and the envelope.
+pub struct OutgoingEvent<'a> {
+    pub topic: &'a str,
+    pub key: &'a str,
+    pub value: &'a [u8],
+    pub envelope: &'a Envelope,
+}
+
+#[derive(Clone)]
+pub struct EventProducer {
+    inner: FutureProducer,
+    delivery_timeout: Duration,
+}
+
+impl EventProducer {
+    /// The delivery guarantees (`enable.idempotence`, `acks=all`) are set after the pass-through
+    /// properties, so they cannot be loosened by configuration.
+    pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, ProduceError> {
+        let mut config = kafka.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &settings.compression)
+            .set("linger.ms", settings.linger.as_millis().to_string())
+            .set("message.timeout.ms", settings.delivery_timeout.as_millis().to_string());
+        let inner: FutureProducer = config.create().map_err(ProduceError::Create)?;
+        Ok(Self { inner, delivery_timeout: settings.delivery_timeout })
+    }
+
+    /// Publishes one event and waits for the broker's acknowledgement.
+    pub async fn send(&self, event: OutgoingEvent<'_>) -> Result<Position, ProduceError> {
+        let record = FutureRecord::to(event.topic)
+            .key(event.key)
+            .payload(event.value)
+            .headers(event.envelope.to_headers())
+            .timestamp(event.envelope.time.timestamp_millis());
+        let delivery = self
+            .inner
+            .send(record, Timeout::After(self.delivery_timeout))
+            .await
+            .map_err(|(error, _message)| ProduceError::NotAcknowledged(error))?;
+        Ok(Position { topic: event.topic.to_owned(), partition: delivery.partition, offset: delivery.offset })
+    }
+
+    /// Waits for every queued record to be acknowledged (shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.inner.flush(Timeout::After(timeout)).map_err(ProduceError::NotAcknowledged)
+    }
+}

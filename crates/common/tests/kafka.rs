@@ -1,0 +1,101 @@
+//! The producer and topic administration against a real Tansu broker.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use eventline_common::avro::{self, SchemaId};
+use eventline_common::catalog::Catalog;
+use eventline_common::envelope::{Envelope, TraceParent};
+use eventline_common::events::{samples, OrderPlaced};
+use eventline_common::kafka::admin::{ensure_topics, topic_names, TopicRequest};
+use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
+use eventline_common::kafka::KafkaSettings;
+use eventline_testkit::{unique, Broker};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+#[tokio::test]
+async fn topics_are_created_once_with_their_partition_counts() {
+    let broker = Broker::start().await;
+    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let topic = unique("orders");
+    let request = [TopicRequest { name: topic.clone(), partitions: 3, replication: 1 }];
+    assert_eq!(ensure_topics(&settings, &request).await.unwrap(), vec![topic.clone()]);
+    assert!(ensure_topics(&settings, &request).await.unwrap().is_empty(), "second call must create nothing");
+    assert!(topic_names(&settings).await.unwrap().contains(&topic));
+}
+
+#[tokio::test]
+async fn a_published_event_arrives_with_key_envelope_and_framed_value() {
+    let broker = Broker::start().await;
+    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let topic = unique("orders");
+    ensure_topics(&settings, &[TopicRequest { name: topic.clone(), partitions: 2, replication: 1 }]).await.unwrap();
+
+    let catalog = Catalog::embedded().unwrap();
+    let schema = catalog.event("OrderPlaced").unwrap().schema.clone();
+    let order = samples::order_placed("order-1");
+    let value = avro::encode(SchemaId(42), &schema, &order).unwrap();
+    let envelope = Envelope {
+        id: uuid::Uuid::new_v4(),
+        source: "/tests".into(),
+        event_type: "com.eventline.commerce.OrderPlaced".into(),
+        time: Utc::now(),
+        subject: None,
+        traceparent: Some(TraceParent::new_root()),
+        correlation_id: Some("corr".into()),
+    };
+    let producer = EventProducer::new(&settings, &ProducerSettings::default()).unwrap();
+    let position = producer
+        .send(OutgoingEvent { topic: &topic, key: &order.order_id, value: &value, envelope: &envelope })
+        .await
+        .unwrap();
+    assert_eq!(position.topic, topic);
+    assert!(position.offset >= 0);
+
+    let consumer: StreamConsumer = settings
+        .client_config()
+        .set("group.id", unique("g"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, position.partition, Offset::Offset(position.offset)).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.unwrap().unwrap();
+    assert_eq!(message.key(), Some(order.order_id.as_bytes()));
+    assert_eq!(message.offset(), position.offset);
+    let received = Envelope::from_headers(message.headers().unwrap()).unwrap();
+    assert_eq!(received, Envelope { time: received.time, ..envelope.clone() });
+    assert_eq!(received.time.timestamp_millis(), envelope.time.timestamp_millis());
+    let framed = avro::unframe(message.payload().unwrap()).unwrap();
+    assert_eq!(framed.schema_id, SchemaId(42));
+    let back: OrderPlaced = avro::decode(framed.body, &schema, None).unwrap();
+    assert_eq!(back, order);
+}
+
+#[tokio::test]
+async fn sending_to_a_missing_topic_fails_within_the_delivery_timeout() {
+    let broker = Broker::start().await;
+    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let producer = EventProducer::new(
+        &settings,
+        &ProducerSettings { delivery_timeout: Duration::from_secs(2), ..ProducerSettings::default() },
+    )
+    .unwrap();
+    let envelope = Envelope {
+        id: uuid::Uuid::new_v4(),
+        source: "/tests".into(),
+        event_type: "t".into(),
+        time: Utc::now(),
+        subject: None,
+        traceparent: None,
+        correlation_id: None,
+    };
+    let topic = unique("missing");
+    let started = std::time::Instant::now();
+    let outcome = producer.send(OutgoingEvent { topic: &topic, key: "k", value: b"\0\0\0\0\x01", envelope: &envelope }).await;
+    assert!(outcome.is_err(), "a topic that does not exist must not be acknowledged: {outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
