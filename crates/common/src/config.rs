@@ -63,6 +63,8 @@ impl Section {
 pub enum ConfigError {
     #[error("config file {path} does not exist")]
     MissingFile { path: PathBuf },
+    #[error("environment variable {name} is not of the form EVENTLINE_<SECTION>__<KEY> (two underscores between section and key)")]
+    MalformedEnvVar { name: String },
     #[error("unknown config section `{name}` (known: {known})")]
     UnknownSection { name: String, known: String },
     #[error("invalid config in section `{section}`: {source}")]
@@ -91,6 +93,12 @@ impl ConfigSource {
                 return Err(ConfigError::MissingFile { path });
             }
             figment = figment.merge(Toml::file(path));
+        }
+        if let Some(name) = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .find(|name| name.starts_with(ENV_PREFIX) && name != CONFIG_FILE_ENV && !name.contains("__"))
+        {
+            return Err(ConfigError::MalformedEnvVar { name });
         }
         let figment = figment.merge(
             Env::prefixed(ENV_PREFIX)
@@ -233,6 +241,16 @@ mod tests {
             let source = ConfigSource::load(Some(Path::new("el.toml"))).unwrap();
             let demo: Demo = source.section(Section::Registry).unwrap();
             assert_eq!(demo.port, 9100);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_environment_variable_without_a_section_separator_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EVENTLINE_KAFKA_BOOTSTRAP_SERVERS", "x:1");
+            let err = ConfigSource::load(None).err().unwrap().to_string();
+            assert!(err.contains("EVENTLINE_KAFKA_BOOTSTRAP_SERVERS"), "{err}");
             Ok(())
         });
     }

@@ -9,7 +9,6 @@ use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::{samples, OrderPlaced};
 use eventline_common::kafka::admin::{ensure_topics, topic_names, TopicRequest};
 use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
-use eventline_common::kafka::KafkaSettings;
 use eventline_testkit::{unique, Broker};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -18,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 #[tokio::test]
 async fn topics_are_created_once_with_their_partition_counts() {
     let broker = Broker::start().await;
-    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let settings = broker.kafka_settings();
     let topic = unique("orders");
     let request = [TopicRequest { name: topic.clone(), partitions: 3, replication: 1 }];
     assert_eq!(ensure_topics(&settings, &request).await.unwrap(), vec![topic.clone()]);
@@ -29,7 +28,7 @@ async fn topics_are_created_once_with_their_partition_counts() {
 #[tokio::test]
 async fn a_published_event_arrives_with_key_envelope_and_framed_value() {
     let broker = Broker::start().await;
-    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let settings = broker.kafka_settings();
     let topic = unique("orders");
     ensure_topics(&settings, &[TopicRequest { name: topic.clone(), partitions: 2, replication: 1 }]).await.unwrap();
 
@@ -78,7 +77,7 @@ async fn a_published_event_arrives_with_key_envelope_and_framed_value() {
 #[tokio::test]
 async fn sending_to_a_missing_topic_fails_within_the_delivery_timeout() {
     let broker = Broker::start().await;
-    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let settings = broker.kafka_settings();
     let producer = EventProducer::new(
         &settings,
         &ProducerSettings { delivery_timeout: Duration::from_secs(2), ..ProducerSettings::default() },

@@ -3,9 +3,9 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-/// The server the tests use: `$EVENTLINE_TEST_PG_URL`, else the machine's at 127.0.0.1:5432.
+/// The server the tests use: `$TESTKIT_PG_URL`, else the machine's at 127.0.0.1:5432.
 pub fn admin_url() -> String {
-    std::env::var("EVENTLINE_TEST_PG_URL")
+    std::env::var("TESTKIT_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 

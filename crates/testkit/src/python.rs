@@ -1,10 +1,10 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-/// The interop venv's interpreter: `$EVENTLINE_PYTHON`, else `<workspace>/.venv/bin/python`.
+/// The interop venv's interpreter: `$TESTKIT_PYTHON`, else `<workspace>/.venv/bin/python`.
 /// `./dev.sh test` creates the venv with `confluent-kafka[avro,schemaregistry]` in it.
 pub fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("EVENTLINE_PYTHON") {
+    if let Some(path) = std::env::var_os("TESTKIT_PYTHON") {
         return PathBuf::from(path);
     }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

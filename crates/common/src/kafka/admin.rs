@@ -53,6 +53,20 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicRequest]) ->
     Ok(created)
 }
 
+/// Creates the catalog's topics that do not exist yet; returns the names it created.
+pub async fn ensure_catalog_topics(
+    settings: &KafkaSettings,
+    catalog: &crate::catalog::Catalog,
+    replication: i32,
+) -> Result<Vec<String>, AdminError> {
+    let topics: Vec<TopicRequest> = catalog
+        .topics()
+        .iter()
+        .map(|t| TopicRequest { name: t.name.clone(), partitions: t.partitions, replication })
+        .collect();
+    ensure_topics(settings, &topics).await
+}
+
 /// The names of all topics the cluster reports.
 pub async fn topic_names(settings: &KafkaSettings) -> Result<Vec<String>, AdminError> {
     let config = settings.client_config();

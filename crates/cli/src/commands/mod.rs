@@ -1,0 +1,3 @@
+pub mod schemas;
+pub mod up;
+pub mod setup;

@@ -1,0 +1,149 @@
+//! `eventline up`: the whole system in one process, with embedded defaults.
+//!
+//! Starts (unless told otherwise) a local Tansu broker with its log on disk, creates the
+//! catalog's topics, runs the schema registry over the configured database (SQLite by default),
+//! registers the catalog's schemas, and then runs until Ctrl-C / SIGTERM, draining on the way out.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use eventline_common::catalog::Catalog;
+use eventline_common::config::{ConfigSource, Section};
+use eventline_common::contracts::Contracts;
+use eventline_common::db::{redact_url, Database, DatabaseSettings};
+use eventline_common::kafka::admin::ensure_catalog_topics;
+use eventline_common::kafka::local_broker::LocalBroker;
+use eventline_common::kafka::KafkaSettings;
+use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
+use eventline_common::shutdown::Supervisor;
+use eventline_common::telemetry::{self, TelemetrySettings};
+use eventline_registry::{RegistryApp, RegistrySettings};
+
+use crate::settings::UpSettings;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Use the brokers in `kafka.bootstrap_servers` instead of starting a local Tansu.
+    #[arg(long)]
+    pub external_broker: bool,
+}
+
+/// Everything `up` reads from config.
+struct UpConfig {
+    telemetry: TelemetrySettings,
+    kafka: KafkaSettings,
+    database: DatabaseSettings,
+    registry: RegistrySettings,
+    schema_registry: SchemaRegistrySettings,
+    up: UpSettings,
+}
+
+impl UpConfig {
+    fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let source = ConfigSource::load(file)?;
+        Ok(Self {
+            telemetry: source.section(Section::Telemetry)?,
+            kafka: source.section(Section::Kafka)?,
+            database: source.section(Section::Database)?,
+            registry: source.section(Section::Registry)?,
+            schema_registry: source.section(Section::SchemaRegistry)?,
+            up: source.section(Section::Up)?,
+        })
+    }
+}
+
+pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
+    let mut config = UpConfig::load(config_file)?;
+    if args.external_broker {
+        config.up.start_broker = false;
+    }
+    telemetry::init(&config.telemetry);
+    let catalog = Catalog::embedded().context("the embedded event catalog is invalid")?;
+    let mut supervisor = Supervisor::new(config.up.drain_deadline);
+
+    let broker = if config.up.start_broker {
+        let port = local_port(&config.kafka.bootstrap_servers)?;
+        println!("starting the Tansu broker on 127.0.0.1:{port} (log in {})", config.up.data_dir.display());
+        let broker = LocalBroker::start(port, &config.up.data_dir, config.up.broker_ready_timeout).await?;
+        Some(broker)
+    } else {
+        None
+    };
+
+    let created = ensure_catalog_topics(&config.kafka, &catalog, 1)
+        .await
+        .with_context(|| format!("cannot create the catalog's topics on {}", config.kafka.bootstrap_servers))?;
+
+    let metrics = prometheus::Registry::new();
+    let database = Database::connect(&config.database).await?;
+    let registry = RegistryApp::build(config.registry.clone(), database.clone(), metrics.clone()).await?;
+    let listener = eventline_common::http::bind(&config.registry.listen, "schema registry").await?;
+    supervisor.spawn("schema-registry", registry.run(listener, supervisor.token()));
+
+    let client = RegistryClient::new(&config.schema_registry)?;
+    let contracts = Contracts::register(catalog.clone(), &client)
+        .await
+        .with_context(|| format!("cannot register the catalog's schemas at {}", client.url()))?;
+
+    if let Some(mut broker) = broker {
+        let token = supervisor.token();
+        supervisor.spawn("tansu-broker", async move {
+            tokio::select! {
+                () = token.cancelled() => {
+                    broker.kill().await;
+                    Ok(())
+                }
+                error = broker.exited() => Err(error.into()),
+            }
+        });
+    }
+
+    print_banner(&config, &catalog, &contracts, &created);
+    let outcome = supervisor.run_until_stopped().await;
+    database.close().await;
+    outcome
+}
+
+fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, created: &[String]) {
+    let topics: Vec<String> = catalog
+        .topics()
+        .iter()
+        .map(|t| {
+            let new = if created.contains(&t.name) { ", new" } else { "" };
+            format!("{} ({} partitions{new})", t.name, t.partitions)
+        })
+        .collect();
+    println!();
+    println!("Eventline is up.");
+    println!("  kafka            {}", config.kafka.bootstrap_servers);
+    println!("  schema registry  {}", config.schema_registry.url);
+    println!("  database         {}", redact_url(&config.database.url));
+    println!("  topics           {}", topics.join(", "));
+    println!("  schemas          {} registered", contracts.events().count());
+    println!("Press Ctrl-C to stop.");
+}
+
+/// The port of a `127.0.0.1:PORT` / `localhost:PORT` bootstrap address, for the local broker.
+fn local_port(bootstrap: &str) -> anyhow::Result<u16> {
+    let first = bootstrap.split(',').next().unwrap_or_default().trim();
+    let Some((host, port)) = first.rsplit_once(':') else {
+        bail!("kafka.bootstrap_servers `{bootstrap}` has no port");
+    };
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        bail!("a local broker listens on loopback only, but kafka.bootstrap_servers is `{bootstrap}`; use --external-broker to connect to it instead");
+    }
+    port.parse().with_context(|| format!("kafka.bootstrap_servers `{bootstrap}` has an invalid port"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_local_port_comes_from_a_loopback_bootstrap_address() {
+        assert_eq!(super::local_port("127.0.0.1:9092").unwrap(), 9092);
+        assert_eq!(super::local_port("localhost:19092,other:1").unwrap(), 19092);
+        assert!(super::local_port("kafka:9092").is_err());
+        assert!(super::local_port("127.0.0.1").is_err());
+        assert!(super::local_port("127.0.0.1:http").is_err());
+    }
+}

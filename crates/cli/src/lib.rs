@@ -1,0 +1,48 @@
+//! The `eventline` command: runs the whole system locally (`up`) and carries the operator tools.
+
+pub mod commands;
+pub mod services;
+pub mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "eventline", version, about = "Eventline: an event-driven backend on a Kafka backbone")]
+pub struct Cli {
+    /// A TOML config file (sections: kafka, database, registry, schema_registry, telemetry, up).
+    /// Environment variables EVENTLINE_<SECTION>__<KEY> override it.
+    #[arg(long, global = true, env = "EVENTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system locally: a Tansu broker, the schema registry, every service.
+    Up(commands::up::UpArgs),
+    /// Prepare an existing cluster: create the catalog's topics and register its schemas.
+    Setup(commands::setup::SetupArgs),
+    /// The event catalog and its schemas in the registry.
+    #[command(subcommand)]
+    Schemas(commands::schemas::SchemasCommand),
+}
+
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Up(args) => commands::up::run(cli.config.as_deref(), args).await,
+        Command::Setup(args) => commands::setup::run(cli.config.as_deref(), args).await,
+        Command::Schemas(command) => commands::schemas::run(cli.config.as_deref(), command).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Shared set-up for the end-to-end tests: a broker, a database and the schema registry, each
+//! test with its own.
+
+use eventline_common::catalog::Catalog;
+use eventline_common::contracts::Contracts;
+use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
+use eventline_registry::{RegistryApp, RegistrySettings};
+use eventline_testkit::{Broker, SqliteDatabase};
+use tokio_util::sync::CancellationToken;
+
+/// A running schema registry on a free port over its own SQLite database.
+pub struct TestRegistry {
+    pub url: String,
+    pub client: RegistryClient,
+    token: CancellationToken,
+    _db: SqliteDatabase,
+}
+
+impl TestRegistry {
+    pub async fn start() -> Self {
+        let db_file = SqliteDatabase::create();
+        Self::start_on(db_file).await
+    }
+
+    async fn start_on(db_file: SqliteDatabase) -> Self {
+        let settings = DatabaseSettings { url: db_file.url().to_owned(), ..DatabaseSettings::default() };
+        let database = Database::connect(&settings).await.unwrap_or_else(|e| panic!("database: {e}"));
+        let app = RegistryApp::build(RegistrySettings::default(), database, prometheus::Registry::new())
+            .await
+            .unwrap_or_else(|e| panic!("registry: {e:#}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+        let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
+        let token = CancellationToken::new();
+        tokio::spawn(app.run(listener, token.clone()));
+        let client = RegistryClient::new(&SchemaRegistrySettings { url: url.clone(), ..SchemaRegistrySettings::default() })
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        Self { url, client, token, _db: db_file }
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// A broker with the catalog's topics under unique names, and the registry with the catalog's
+/// schemas registered under those topics' subjects.
+pub struct Stack {
+    pub broker: Broker,
+    pub registry: TestRegistry,
+    pub contracts: Contracts,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let broker = Broker::start().await;
+        let registry = TestRegistry::start().await;
+        let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
+        let topics: Vec<(&str, i32)> = catalog.topics().iter().map(|t| (t.name.as_str(), t.partitions)).collect();
+        broker.create_topics(&topics).await;
+        let contracts = Contracts::register(catalog, &registry.client).await.unwrap_or_else(|e| panic!("register: {e}"));
+        Self { broker, registry, contracts }
+    }
+}
