@@ -56,6 +56,15 @@ impl Contracts {
         Ok(Self { catalog: Arc::new(catalog), events })
     }
 
+    /// Contracts whose ids are already known (tests, tools that looked them up).
+    pub fn with_ids(catalog: Catalog, id_of: impl Fn(&EventSpec) -> SchemaId) -> Self {
+        let events = catalog
+            .events()
+            .map(|spec| (spec.name.clone(), RegisteredEvent { spec: spec.clone(), schema_id: id_of(spec) }))
+            .collect();
+        Self { catalog: Arc::new(catalog), events }
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }

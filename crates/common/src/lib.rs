@@ -15,3 +15,5 @@ pub mod registry_client;
 pub mod events;
 pub mod kafka;
 pub mod contracts;
+pub mod avro_json;
+pub mod publish;
