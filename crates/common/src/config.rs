@@ -29,16 +29,20 @@ pub enum Section {
     Database,
     Registry,
     SchemaRegistry,
+    Ingest,
+    OutboxRelay,
     Up,
 }
 
 impl Section {
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 8] = [
         Section::Telemetry,
         Section::Kafka,
         Section::Database,
         Section::Registry,
         Section::SchemaRegistry,
+        Section::Ingest,
+        Section::OutboxRelay,
         Section::Up,
     ];
 
@@ -49,6 +53,8 @@ impl Section {
             Section::Database => "database",
             Section::Registry => "registry",
             Section::SchemaRegistry => "schema_registry",
+            Section::Ingest => "ingest",
+            Section::OutboxRelay => "outbox_relay",
             Section::Up => "up",
         }
     }
