@@ -64,3 +64,43 @@ impl Stack {
         Self { broker, registry, contracts }
     }
 }
+
+/// Reads `count` messages from every partition of `topic` from the beginning (without a group),
+/// failing after `deadline`.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    deadline: std::time::Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+    let consumer: StreamConsumer = eventline_common::kafka::KafkaSettings::for_bootstrap(bootstrap)
+        .client_config()
+        .set("group.id", eventline_testkit::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap_or_else(|e| panic!("assign: {e}"));
+    }
+    consumer.assign(&assignment).unwrap_or_else(|e| panic!("assign: {e}"));
+    let mut messages = Vec::with_capacity(count);
+    let until = tokio::time::Instant::now() + deadline;
+    while messages.len() < count {
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Ok(Ok(message)) => messages.push(message.detach()),
+            Ok(Err(e)) => panic!("consume {topic}: {e}"),
+            Err(_) => panic!("read {} of {count} messages from {topic} before the deadline", messages.len()),
+        }
+    }
+    // Nothing beyond `count`: a short wait for an unexpected extra message.
+    if let Ok(Ok(extra)) = tokio::time::timeout(std::time::Duration::from_millis(300), consumer.recv()).await {
+        panic!("{topic} holds more than {count} messages; extra at offset {}", extra.offset());
+    }
+    messages
+}

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole system locally: a Tansu broker, the schema registry, every service.
     Up(commands::up::UpArgs),
+    /// Publish NDJSON events from a file or stdin (validated like HTTP ingest).
+    Publish(commands::publish::PublishArgs),
     /// Prepare an existing cluster: create the catalog's topics and register its schemas.
     Setup(commands::setup::SetupArgs),
     /// The event catalog and its schemas in the registry.
@@ -35,6 +37,7 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Up(args) => commands::up::run(cli.config.as_deref(), args).await,
+        Command::Publish(args) => commands::publish::run(cli.config.as_deref(), args).await,
         Command::Setup(args) => commands::setup::run(cli.config.as_deref(), args).await,
         Command::Schemas(command) => commands::schemas::run(cli.config.as_deref(), command).await,
     };

@@ -225,9 +225,31 @@ impl Publisher {
             .await
     }
 
-    /// Publishes several events concurrently (the producer batches them); one result each, in order.
+    /// Hands `event` to the producer now (keeping order with events enqueued before it) and
+    /// returns the wait for its acknowledgement.
+    pub async fn enqueue(
+        &self,
+        event: &PreparedEvent,
+    ) -> Result<impl std::future::Future<Output = Result<Position, ProduceError>> + Send + 'static, ProduceError> {
+        self.producer
+            .enqueue(OutgoingEvent { topic: &event.topic, key: &event.key, value: &event.value, envelope: &event.envelope })
+            .await
+    }
+
+    /// Publishes several events in order (the producer batches them); one result each, in order.
     pub async fn publish_all(&self, events: &[PreparedEvent]) -> Vec<Result<Position, ProduceError>> {
-        futures::future::join_all(events.iter().map(|event| self.publish(event))).await
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            pending.push(self.enqueue(event).await);
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for enqueued in pending {
+            results.push(match enqueued {
+                Ok(delivery) => delivery.await,
+                Err(error) => Err(error),
+            });
+        }
+        results
     }
 }
 

@@ -1,3 +1,4 @@
 pub mod schemas;
 pub mod up;
 pub mod setup;
+pub mod publish;

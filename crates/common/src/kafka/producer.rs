@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
@@ -68,17 +69,43 @@ impl EventProducer {
 
     /// Publishes one event and waits for the broker's acknowledgement.
     pub async fn send(&self, event: OutgoingEvent<'_>) -> Result<Position, ProduceError> {
-        let record = FutureRecord::to(event.topic)
+        self.enqueue(event).await?.await
+    }
+
+    /// Hands one event to the producer now and returns the wait for its acknowledgement.
+    /// Events enqueued one after another keep that order within their partition (the producer
+    /// is idempotent), however their acknowledgements are awaited. When the local queue is
+    /// full, this waits for room, at most the delivery timeout.
+    pub async fn enqueue(
+        &self,
+        event: OutgoingEvent<'_>,
+    ) -> Result<impl std::future::Future<Output = Result<Position, ProduceError>> + Send + 'static, ProduceError> {
+        let deadline = tokio::time::Instant::now() + self.delivery_timeout;
+        let mut record = FutureRecord::to(event.topic)
             .key(event.key)
             .payload(event.value)
             .headers(event.envelope.to_headers())
             .timestamp(event.envelope.time.timestamp_millis());
-        let delivery = self
-            .inner
-            .send(record, Timeout::After(self.delivery_timeout))
-            .await
-            .map_err(|(error, _message)| ProduceError::NotAcknowledged(error))?;
-        Ok(Position { topic: event.topic.to_owned(), partition: delivery.partition, offset: delivery.offset })
+        let delivery = loop {
+            match self.inner.send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((error, _)) => return Err(ProduceError::NotAcknowledged(error)),
+            }
+        };
+        let topic = event.topic.to_owned();
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(delivered)) => Ok(Position { topic, partition: delivered.partition, offset: delivered.offset }),
+                Ok(Err((error, _message))) => Err(ProduceError::NotAcknowledged(error)),
+                Err(_canceled) => Err(ProduceError::NotAcknowledged(KafkaError::Canceled)),
+            }
+        })
     }
 
     /// Waits for every queued record to be acknowledged (shutdown).
