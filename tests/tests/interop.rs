@@ -10,11 +10,9 @@ use eventline_common::avro;
 use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::{samples, DomainEvent, OrderLine, OrderPlaced};
 use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
-use eventline_e2e::Stack;
+use eventline_e2e::{read_topic, Stack};
 use eventline_testkit::run_python;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 const CONSUME: &str = include_str!("../python/consume_avro.py");
@@ -83,22 +81,9 @@ async fn our_codec_decodes_what_python_avro_serializer_produces() {
     let ours = stack.contracts.event("OrderPlaced").unwrap().schema_id;
     assert_eq!(printed["schema_ids"], serde_json::json!([ours.0]));
 
-    let consumer: StreamConsumer = stack
-        .broker
-        .kafka_settings()
-        .client_config()
-        .set("group.id", "rust-interop")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..6 {
-        assignment.add_partition_offset("orders", partition, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let messages = read_topic(&stack.broker.bootstrap_servers(), "orders", 6, 4, Duration::from_secs(30)).await;
     let mut orders = Vec::new();
-    while orders.len() < 4 {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.unwrap().unwrap();
+    for message in &messages {
         let framed = avro::unframe(message.payload().unwrap()).unwrap();
         let writer = stack.registry.client.schema_by_id(framed.schema_id).await.unwrap();
         let order: OrderPlaced = avro::decode(framed.body, &writer, None).unwrap();
