@@ -79,10 +79,10 @@ cmd_test() {
   ensure_postgres
   export TESTKIT_PYTHON="$PWD/.venv/bin/python"
   if cargo nextest --version >/dev/null 2>&1; then
+    say "Running doc tests."
+    cargo test --workspace --locked --doc --quiet
     say "Running every test with cargo-nextest (each test starts its own Tansu broker and database)."
     cargo nextest run --workspace --locked --no-fail-fast
-    say "Running doc tests."
-    cargo test --workspace --locked --doc
   else
     say "cargo-nextest is not installed; running every test with cargo test."
     cargo test --workspace --locked --no-fail-fast
