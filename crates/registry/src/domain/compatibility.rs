@@ -147,13 +147,7 @@ pub fn check(level: CompatibilityLevel, candidate: &Schema, previous: &[(i64, &S
 
 /// The error and its causes on one line, shortened.
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let text = super::error_chain(error);
     let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.len() > MAX_REASON_LEN {
         let mut cut = MAX_REASON_LEN;

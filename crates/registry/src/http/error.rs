@@ -87,7 +87,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error_code) = self.status_and_code();
         let message = if status.is_server_error() {
-            tracing::error!(error = %error_chain(&self), "request failed");
+            tracing::error!(error = %crate::domain::error_chain(&self), "request failed");
             INTERNAL_MESSAGE.to_owned()
         } else {
             self.to_string()
@@ -96,16 +96,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// The fallback for unknown paths.
 pub async fn route_not_found() -> ApiError {
