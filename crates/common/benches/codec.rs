@@ -37,36 +37,6 @@ fn main() -> anyhow::Result<()> {
     let json_bytes = serde_json::to_vec(&order)?;
     let body = &avro_bytes[avro::HEADER_LEN..];
 
-    if std::env::var("CODEC_CG").is_ok() {
-        let mut buf = Vec::with_capacity(256);
-        for _ in 0..10000 { buf.clear(); black_box(avro::encode_into(&mut buf, &schema, black_box(&order)).ok()); }
-        let mut jbuf = Vec::with_capacity(512);
-        for _ in 0..10000 { jbuf.clear(); black_box(serde_json::to_writer(&mut jbuf, black_box(&order)).ok()); }
-        for _ in 0..10000 { black_box(avro::decode::<OrderPlaced>(black_box(body), &schema, None).ok()); }
-        return Ok(());
-    }
-    if std::env::var("CODEC_PARTS").is_ok() {
-        let a = rate(|| { let mut v = Vec::<u8>::with_capacity(133); v.push(0); black_box(v); });
-        let mut buf = Vec::with_capacity(256);
-        let b = rate(|| { buf.clear(); black_box(avro::encode_into(&mut buf, &schema, black_box(&order)).ok()); });
-        let mut jbuf = Vec::with_capacity(512);
-        let c = rate(|| { jbuf.clear(); black_box(serde_json::to_writer(&mut jbuf, black_box(&order)).ok()); });
-        fn wl(out: &mut Vec<u8>, v: i64) { let mut z = ((v << 1) ^ (v >> 63)) as u64; while z >= 0x80 { out.push((z as u8) | 0x80); z >>= 7; } out.push(z as u8); }
-        fn ws(out: &mut Vec<u8>, s: &str) { wl(out, s.len() as i64); out.extend_from_slice(s.as_bytes()); }
-        let d = rate(|| { buf.clear(); let o = black_box(&order); ws(&mut buf, &o.order_id); ws(&mut buf, &o.customer_id); wl(&mut buf, o.lines.len() as i64); for l in &o.lines { ws(&mut buf, &l.sku); wl(&mut buf, l.quantity as i64); wl(&mut buf, l.unit_price_minor); } buf.push(0); ws(&mut buf, &o.currency); wl(&mut buf, o.total_minor); wl(&mut buf, o.placed_at.timestamp_millis()); black_box(&buf); });
-        println!("alloc {a:.0} avro-into {b:.0} json-into {c:.0} hand {d:.0}");
-        return Ok(());
-    }
-    if let Ok(only) = std::env::var("CODEC_ONLY") {
-        for _ in 0..20 {
-            if only == "encode" {
-                rate(|| { black_box(avro::encode(SchemaId(1), &schema, black_box(&order)).ok()); });
-            } else {
-                rate(|| { black_box(avro::decode::<OrderPlaced>(black_box(body), &schema, None).ok()); });
-            }
-        }
-        return Ok(());
-    }
     let avro_encode = rate(|| {
         black_box(avro::encode(SchemaId(1), &schema, black_box(&order)).ok());
     });
