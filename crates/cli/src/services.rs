@@ -13,11 +13,23 @@ pub struct ServiceSpec {
     pub required: &'static [(Section, &'static str)],
 }
 
-pub const SERVICES: &[ServiceSpec] = &[ServiceSpec {
-    compose_name: "eventline-registry",
-    binary: "eventline-registry",
-    required: &[(Section::Database, "url"), (Section::Registry, "listen")],
-}];
+pub const SERVICES: &[ServiceSpec] = &[
+    ServiceSpec {
+        compose_name: "eventline-registry",
+        binary: "eventline-registry",
+        required: &[(Section::Database, "url"), (Section::Registry, "listen")],
+    },
+    ServiceSpec {
+        compose_name: "eventline-outbox-relay",
+        binary: "eventline-outbox-relay",
+        required: &[
+            (Section::Kafka, "bootstrap_servers"),
+            (Section::SchemaRegistry, "url"),
+            (Section::OutboxRelay, "database_url"),
+            (Section::OutboxRelay, "listen"),
+        ],
+    },
+];
 
 /// The one-shot that prepares a cluster (`eventline setup`).
 pub const SETUP: ServiceSpec = ServiceSpec {

@@ -31,7 +31,13 @@ fn eventline(dir: &Path, ports: &Ports) -> Command {
 
 /// Starts `eventline up` and returns it with everything it printed up to its banner.
 async fn up(dir: &Path, ports: &Ports) -> (Child, String) {
-    let mut child = eventline(dir, ports).arg("up").spawn().unwrap();
+    up_with(dir, ports, &[]).await
+}
+
+async fn up_with(dir: &Path, ports: &Ports, env: &[(&str, &str)]) -> (Child, String) {
+    let mut command = eventline(dir, ports);
+    command.envs(env.iter().copied());
+    let mut child = command.arg("up").spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = String::new();
     let banner = tokio::time::timeout(Duration::from_secs(60), async {
@@ -113,4 +119,62 @@ async fn schemas_list_prints_the_catalog() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.lines().count(), 10, "{stdout}");
     assert!(stdout.contains("PaymentRefunded        payments   order_id     payments-com.eventline.commerce.PaymentRefunded"), "{stdout}");
+}
+
+#[tokio::test]
+async fn up_relays_an_upstream_outbox_when_given_its_database() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let upstream = eventline_testkit::PgDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports { kafka: free_port(), registry: free_port() };
+    let env = [("EVENTLINE_OUTBOX_RELAY__DATABASE_URL", upstream.url()), ("EVENTLINE_OUTBOX_RELAY__CREATE_TABLE", "true")];
+    let (child, printed) = up_with(dir.path(), &ports, &env).await;
+    assert!(printed.contains("outbox relay     on, table eventline_outbox"), "{printed}");
+
+    let pool = sqlx::PgPool::connect(upstream.url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO eventline_outbox (event_type, aggregate_id, payload) VALUES ('OrderPlaced', 'o-up-1', $1::jsonb)",
+    )
+    .bind(r#"{"order_id":"o-up-1","customer_id":"c-1","currency":"EUR","total_minor":100,"lines":[],"placed_at":"2026-11-23T10:00:00Z"}"#)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let bootstrap = format!("127.0.0.1:{}", ports.kafka);
+    let key = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = KafkaSettings::for_bootstrap(bootstrap)
+            .client_config()
+            .set("group.id", "up-outbox-test")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for partition in 0..6 {
+            partitions.add_partition_offset("orders", partition, rdkafka::Offset::Beginning).unwrap();
+        }
+        consumer.assign(&partitions).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                return message.key().map(<[u8]>::to_vec);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(key.as_deref(), Some(&b"o-up-1"[..]), "the outbox row must arrive on the orders topic");
+    // The mark commits just after the broker's acknowledgement, so it may trail the message.
+    eventline_testkit::eventually("the row to be marked published", Duration::from_secs(20), || async {
+        let published: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT published_at FROM eventline_outbox WHERE aggregate_id = 'o-up-1'")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+        published
+    })
+    .await;
+    pool.close().await;
+    stop(child).await;
 }

@@ -40,8 +40,10 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // Drop runs outside any runtime guarantees, so use a small one on its own thread.
-        let _ = std::thread::spawn(move || {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        // Drop may run inside the test's runtime (even while unwinding), so the database is
+        // dropped on a thread of its own, and waited for a bounded time only.
+        std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
@@ -52,8 +54,9 @@ impl Drop for PgDatabase {
                         .await;
                 }
             });
-        })
-        .join();
+            let _ = done.send(());
+        });
+        let _ = finished.recv_timeout(std::time::Duration::from_secs(10));
     }
 }
 

@@ -14,10 +14,13 @@ use eventline_common::contracts::Contracts;
 use eventline_common::db::{redact_url, Database, DatabaseSettings};
 use eventline_common::kafka::admin::ensure_catalog_topics;
 use eventline_common::kafka::local_broker::LocalBroker;
+use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
+use eventline_common::publish::Publisher;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_common::shutdown::Supervisor;
 use eventline_common::telemetry::{self, TelemetrySettings};
+use eventline_outbox_relay::{OutboxRelay, OutboxRelaySettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 
 use crate::settings::UpSettings;
@@ -36,6 +39,7 @@ struct UpConfig {
     database: DatabaseSettings,
     registry: RegistrySettings,
     schema_registry: SchemaRegistrySettings,
+    outbox_relay: OutboxRelaySettings,
     up: UpSettings,
 }
 
@@ -48,6 +52,7 @@ impl UpConfig {
             database: source.section(Section::Database)?,
             registry: source.section(Section::Registry)?,
             schema_registry: source.section(Section::SchemaRegistry)?,
+            outbox_relay: source.section(Section::OutboxRelay)?,
             up: source.section(Section::Up)?,
         })
     }
@@ -86,6 +91,13 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
         .await
         .with_context(|| format!("cannot register the catalog's schemas at {}", client.url()))?;
 
+    let contracts = std::sync::Arc::new(contracts);
+    let publisher = Publisher::new(EventProducer::new(&config.kafka, &ProducerSettings::default())?, contracts.clone());
+    if config.outbox_relay.is_enabled() {
+        let relay = OutboxRelay::build(config.outbox_relay.clone(), publisher.clone(), metrics.clone()).await?;
+        supervisor.spawn("outbox-relay", relay.run(supervisor.token()));
+    }
+
     if let Some(mut broker) = broker {
         let token = supervisor.token();
         supervisor.spawn("tansu-broker", async move {
@@ -121,6 +133,11 @@ fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, cre
     println!("  database         {}", redact_url(&config.database.url));
     println!("  topics           {}", topics.join(", "));
     println!("  schemas          {} registered", contracts.events().count());
+    if config.outbox_relay.is_enabled() {
+        println!("  outbox relay     on, table {}", config.outbox_relay.table);
+    } else {
+        println!("  outbox relay     off (set outbox_relay.database_url to an upstream PostgreSQL)");
+    }
     println!("Press Ctrl-C to stop.");
 }
 

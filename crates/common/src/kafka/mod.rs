@@ -1,6 +1,7 @@
 //! Kafka clients: settings shared by every client, the producer, and topic administration.
 
 pub mod admin;
+pub mod consumer;
 pub mod local_broker;
 pub mod producer;
 

@@ -1,0 +1,131 @@
+//! The consumer runtime: a team adds a consumer by writing a [`Handler`], not a loop.
+//!
+//! The runtime owns the consumer group, decoding through the registry into the consumer's reader
+//! schema, per-partition ordering with concurrency across partitions, batching, retries with
+//! backoff, the dead-letter topic, offsets, rebalances, metrics, spans and graceful shutdown.
+//!
+//! ```no_run
+//! use eventline_common::db::Database;
+//! use eventline_common::events::OrderPlaced;
+//! use eventline_common::kafka::consumer::{Batch, Handler, HandlerError, OffsetStore};
+//!
+//! /// A read model of order totals: rows and offsets commit in one transaction.
+//! struct OrderTotals { db: Database }
+//!
+//! impl Handler for OrderTotals {
+//!     async fn handle(&self, batch: &Batch) -> Result<(), HandlerError> {
+//!         let mut tx = self.db.pool().begin().await.map_err(HandlerError::retryable)?;
+//!         for event in batch {
+//!             let order: OrderPlaced = event.event()?; // a bad event is dead-lettered alone
+//!             sqlx::query("INSERT INTO order_totals (order_id, total_minor) VALUES ($1, $2) \
+//!                          ON CONFLICT (order_id) DO NOTHING")
+//!                 .bind(&order.order_id).bind(order.total_minor)
+//!                 .execute(&mut *tx).await.map_err(HandlerError::retryable)?;
+//!         }
+//!         OffsetStore::save(&mut tx, batch.group(), batch.positions()).await.map_err(HandlerError::retryable)?;
+//!         tx.commit().await.map_err(HandlerError::retryable)
+//!     }
+//! }
+//! ```
+//!
+//! and starts it with `ConsumerRuntime::new(settings, kafka, registry, catalog, OrderTotals { db })
+//! .with_offset_store(OffsetStore::new(db)).run(token)` (settings: `group_id`, `topics`,
+//! `event_types = ["OrderPlaced"]`, `offset_mode = "transactional"`).
+//!
+//! # Delivery
+//!
+//! At-least-once from Kafka, exactly-once in effects, in one of two [`OffsetMode`]s:
+//! - `transactional`: the handler saves [`Batch::positions`] with [`OffsetStore::save`] in the
+//!   transaction of its effects; on assignment the runtime seeks to the stored offsets (the
+//!   start position when there are none). A crash anywhere either committed a batch with its
+//!   offsets or neither: nothing is lost or applied twice, by construction. Kafka commits
+//!   follow as a trailing copy for tools.
+//! - `kafka`: offsets are stored only after the handler succeeded, in order per partition,
+//!   committed every `commit_interval` and synchronously on revoke and shutdown. A crash
+//!   between a handler's success and the next commit hands those events to the handler again,
+//!   so its effects must be idempotent (keyed by the event id, `envelope.id`).
+//!
+//! Events of types the consumer does not list are skipped; their offsets advance. Dead-lettering
+//! is at-least-once too: a crash right after writing a dead letter may write it again. Not
+//! covered: an instance cut off from the broker for longer than `session.timeout.ms` loses its
+//! partitions while it may still be inside a handler call; the offset table has no fencing.
+//!
+//! # Failures and per-key order
+//!
+//! Undecodable bytes, an unreadable envelope or key, an unknown schema id, a permanent handler
+//! failure, and retryable failures past the [`RetryPolicy`] go to the group's dead-letter topic
+//! (headers in [`dead_letter::header`]); the partition then moves on. One failing event does
+//! not take its batch with it: a [`HandlerError`] names the offset at fault when it can, and
+//! otherwise the batch is retried and then tried one event at a time (see [`HandlerError`]).
+//!
+//! Later events of a key whose earlier event was dead-lettered are handled normally: order is
+//! kept among the events that are handled, and a handler that cannot apply an event without the
+//! missing one (an `OrderShipped` for an order it never saw) fails that event on its own, which
+//! sends it to the dead-letter topic as well. Redriving then replays both, in their order.
+//!
+//! # Brokers
+//!
+//! Uses consumer groups (eager or cooperative rebalancing), committed offsets, watermarks,
+//! offsets-for-times and CreateTopics (for the dead-letter topic); no transactions,
+//! OffsetDelete, DescribeConsumerGroups or ListGroups.
+
+mod config;
+mod context;
+pub mod dead_letter;
+mod decode;
+mod handler;
+pub mod lag;
+pub mod metrics;
+pub mod offsets;
+mod partition;
+mod progress;
+mod report;
+mod retry;
+mod runtime;
+mod start;
+
+pub use config::{ConsumerSettings, OffsetMode, RetryPolicy, SettingsError, StartPosition, DEAD_LETTER_SUFFIX};
+pub use dead_letter::{DeadLetterInfo, DeadLetterReason};
+pub use decode::DecoderError;
+pub use handler::{Batch, Delivered, EventError, Handler, HandlerError};
+pub use lag::{group_lag, OffsetSource, PartitionLag};
+pub use metrics::{ConsumerMetrics, Outcome};
+pub use offsets::{OffsetStore, OffsetStoreError, PartitionOffset};
+pub use progress::ConsumerProgress;
+pub use runtime::ConsumerRuntime;
+pub use start::TopicPartition;
+
+use rdkafka::error::KafkaError;
+
+use crate::kafka::admin::AdminError;
+
+/// Why a consumer could not start or could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
+    #[error("offset_mode is transactional but no offset store was given (ConsumerRuntime::with_offset_store)")]
+    MissingOffsetStore,
+    #[error("an offset store was given but offset_mode is kafka; set offset_mode = \"transactional\"")]
+    UnexpectedOffsetStore,
+    #[error("topic {0} does not exist; create it first (eventline setup)")]
+    UnknownTopic(String),
+    #[error("cannot list or create topics")]
+    Topics(#[source] AdminError),
+    #[error("cannot create the Kafka client")]
+    Create(#[source] KafkaError),
+    #[error("cannot subscribe")]
+    Subscribe(#[source] KafkaError),
+    #[error("cannot register the consumer metrics")]
+    Metrics(#[source] prometheus::Error),
+    #[error("cannot start the consumer thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the consumer thread panicked")]
+    ThreadPanicked,
+    #[error("the Kafka consumer failed for good")]
+    Fatal(#[source] KafkaError),
+    #[error("the worker of {topic} partition {partition} stopped unexpectedly (the handler panicked?)")]
+    WorkerFailed { topic: String, partition: i32 },
+}

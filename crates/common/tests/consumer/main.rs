@@ -1,0 +1,12 @@
+//! The consumer runtime against a real Tansu broker, our schema registry, and PostgreSQL and
+//! SQLite for the transactional offset store. Each test has its own broker, topics and group.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod delivery;
+mod offset_store;
+mod offsets;
+mod poison;
+mod rebalance;
+mod shutdown;
+mod start;
+mod support;
