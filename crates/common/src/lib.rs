@@ -17,3 +17,8 @@ pub mod kafka;
 pub mod contracts;
 pub mod avro_json;
 pub mod publish;
+
+/// The README's Rust examples compile as doc tests, so the documentation cannot drift.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
