@@ -13,6 +13,7 @@ use eventline_common::db::DatabaseSettings;
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::SchemaRegistrySettings;
 use eventline_common::telemetry::TelemetrySettings;
+use eventline_http_ingest::IngestSettings;
 use eventline_outbox_relay::OutboxRelaySettings;
 use eventline_registry::RegistrySettings;
 use serde_yaml::Value;
@@ -87,6 +88,10 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
         let _: TelemetrySettings = source.section(Section::Telemetry).unwrap_or_else(|e| panic!("{e}"));
         let _: UpSettings = source.section(Section::Up).unwrap_or_else(|e| panic!("{e}"));
         let _: RegistrySettings = source.section(Section::Registry).unwrap_or_else(|e| panic!("{e}"));
+        let ingest: IngestSettings = source.section(Section::Ingest).unwrap_or_else(|e| panic!("{e}"));
+        if spec.compose_name == "eventline-http-ingest" {
+            assert!(ingest.listen.starts_with("0.0.0.0:"), "ingest must listen beyond loopback in its container");
+        }
         let relay: OutboxRelaySettings = source.section(Section::OutboxRelay).unwrap_or_else(|e| panic!("{e}"));
         if relay.is_enabled() {
             assert_eq!(host_port(relay.database_url.expose()), "postgres:5432", "the outbox lives in the stack's PostgreSQL");

@@ -20,6 +20,16 @@ pub const SERVICES: &[ServiceSpec] = &[
         required: &[(Section::Database, "url"), (Section::Registry, "listen")],
     },
     ServiceSpec {
+        compose_name: "eventline-http-ingest",
+        binary: "eventline-http-ingest",
+        required: &[
+            (Section::Kafka, "bootstrap_servers"),
+            (Section::SchemaRegistry, "url"),
+            (Section::Database, "url"),
+            (Section::Ingest, "listen"),
+        ],
+    },
+    ServiceSpec {
         compose_name: "eventline-outbox-relay",
         binary: "eventline-outbox-relay",
         required: &[

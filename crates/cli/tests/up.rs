@@ -13,6 +13,13 @@ use tokio::process::{Child, Command};
 struct Ports {
     kafka: u16,
     registry: u16,
+    ingest: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self { kafka: free_port(), registry: free_port(), ingest: free_port() }
+    }
 }
 
 fn eventline(dir: &Path, ports: &Ports) -> Command {
@@ -22,6 +29,7 @@ fn eventline(dir: &Path, ports: &Ports) -> Command {
         .env("EVENTLINE_KAFKA__BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", ports.kafka))
         .env("EVENTLINE_REGISTRY__LISTEN", format!("127.0.0.1:{}", ports.registry))
         .env("EVENTLINE_SCHEMA_REGISTRY__URL", format!("http://127.0.0.1:{}", ports.registry))
+        .env("EVENTLINE_INGEST__LISTEN", format!("127.0.0.1:{}", ports.ingest))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,7 +73,7 @@ async fn stop(mut child: Child) {
 #[tokio::test]
 async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports { kafka: free_port(), registry: free_port() };
+    let ports = Ports::free();
     let (child, printed) = up(dir.path(), &ports).await;
     assert!(printed.contains("Eventline is up."), "{printed}");
     assert!(printed.contains("orders (6 partitions, new)"), "{printed}");
@@ -82,6 +90,20 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
         assert!(topics.contains(&topic.to_owned()), "{topic} missing from {topics:?}");
     }
     assert!(dir.path().join(".eventline/tansu.db").exists(), "the broker's log must live on disk");
+
+    // Publishing over HTTP, as the README shows.
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/events", ports.ingest))
+        .json(&serde_json::json!({"type": "OrderPlaced", "data": {"order_id": "o-1001", "customer_id": "c-42",
+            "currency": "EUR", "total_minor": 2500, "lines": [{"sku": "SKU-RED-MUG", "quantity": 2, "unit_price_minor": 1250}],
+            "placed_at": "2026-11-23T10:00:00Z"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let published: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(published["topic"], "orders");
+    assert_eq!(published["offset"], 0);
     stop(child).await;
 
     // Second start: same log and database, nothing new, the same schema ids.
@@ -97,7 +119,7 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
 #[tokio::test]
 async fn a_config_typo_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports { kafka: free_port(), registry: free_port() };
+    let ports = Ports::free();
     let output = eventline(dir.path(), &ports).env("EVENTLINE_UP__DATA_DRI", "x").arg("up").output().await.unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -113,7 +135,7 @@ async fn a_config_typo_is_an_error_that_names_it() {
 #[tokio::test]
 async fn schemas_list_prints_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports { kafka: free_port(), registry: free_port() };
+    let ports = Ports::free();
     let output = eventline(dir.path(), &ports).args(["schemas", "list"]).output().await.unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -127,7 +149,7 @@ async fn up_relays_an_upstream_outbox_when_given_its_database() {
     use rdkafka::message::Message;
     let upstream = eventline_testkit::PgDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports { kafka: free_port(), registry: free_port() };
+    let ports = Ports::free();
     let env = [("EVENTLINE_OUTBOX_RELAY__DATABASE_URL", upstream.url()), ("EVENTLINE_OUTBOX_RELAY__CREATE_TABLE", "true")];
     let (child, printed) = up_with(dir.path(), &ports, &env).await;
     assert!(printed.contains("outbox relay     on, table eventline_outbox"), "{printed}");

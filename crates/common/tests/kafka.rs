@@ -98,3 +98,35 @@ async fn sending_to_a_missing_topic_fails_within_the_delivery_timeout() {
     assert!(outcome.is_err(), "a topic that does not exist must not be acknowledged: {outcome:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn the_producer_recovers_after_the_broker_was_down() {
+    let mut broker = Broker::start().await;
+    let settings = broker.kafka_settings();
+    let topic = unique("orders");
+    ensure_topics(&settings, &[TopicRequest { name: topic.clone(), partitions: 1, replication: 1 }]).await.unwrap();
+    let producer = EventProducer::new(
+        &settings,
+        &ProducerSettings { delivery_timeout: Duration::from_secs(2), ..ProducerSettings::default() },
+    )
+    .unwrap();
+    let envelope = Envelope {
+        id: uuid::Uuid::new_v4(),
+        source: "/tests".into(),
+        event_type: "t".into(),
+        time: Utc::now(),
+        subject: None,
+        traceparent: None,
+        correlation_id: None,
+    };
+    let send = || producer.send(OutgoingEvent { topic: &topic, key: "k", value: b"\0\0\0\0\x01", envelope: &envelope });
+    send().await.unwrap();
+    broker.stop().await;
+    assert!(send().await.is_err(), "nothing is acknowledged while the broker is down");
+    broker.resume().await;
+    let position = eventline_testkit::eventually("a send to succeed after the broker returned", Duration::from_secs(60), || async {
+        send().await.ok()
+    })
+    .await;
+    assert!(position.offset >= 1);
+}

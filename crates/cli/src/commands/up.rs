@@ -20,6 +20,7 @@ use eventline_common::publish::Publisher;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_common::shutdown::Supervisor;
 use eventline_common::telemetry::{self, TelemetrySettings};
+use eventline_http_ingest::{IngestApp, IngestSettings};
 use eventline_outbox_relay::{OutboxRelay, OutboxRelaySettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 
@@ -39,6 +40,7 @@ struct UpConfig {
     database: DatabaseSettings,
     registry: RegistrySettings,
     schema_registry: SchemaRegistrySettings,
+    ingest: IngestSettings,
     outbox_relay: OutboxRelaySettings,
     up: UpSettings,
 }
@@ -52,6 +54,7 @@ impl UpConfig {
             database: source.section(Section::Database)?,
             registry: source.section(Section::Registry)?,
             schema_registry: source.section(Section::SchemaRegistry)?,
+            ingest: source.section(Section::Ingest)?,
             outbox_relay: source.section(Section::OutboxRelay)?,
             up: source.section(Section::Up)?,
         })
@@ -93,6 +96,20 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
 
     let contracts = std::sync::Arc::new(contracts);
     let publisher = Publisher::new(EventProducer::new(&config.kafka, &ProducerSettings::default())?, contracts.clone());
+    let ingest_publisher =
+        Publisher::new(EventProducer::new(&config.kafka, &config.ingest.producer_settings())?, contracts.clone());
+    let ingest = IngestApp::build(
+        config.ingest.clone(),
+        &config.kafka,
+        ingest_publisher,
+        database.clone(),
+        client.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let listener = eventline_common::http::bind(&config.ingest.listen, "HTTP ingest").await?;
+    supervisor.spawn("http-ingest", ingest.run(listener, supervisor.token()));
+
     if config.outbox_relay.is_enabled() {
         let relay = OutboxRelay::build(config.outbox_relay.clone(), publisher.clone(), metrics.clone()).await?;
         supervisor.spawn("outbox-relay", relay.run(supervisor.token()));
@@ -133,6 +150,7 @@ fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, cre
     println!("  database         {}", redact_url(&config.database.url));
     println!("  topics           {}", topics.join(", "));
     println!("  schemas          {} registered", contracts.events().count());
+    println!("  http ingest      http://{}/v1/events (OpenAPI at /openapi.json)", config.ingest.listen);
     if config.outbox_relay.is_enabled() {
         println!("  outbox relay     on, table {}", config.outbox_relay.table);
     } else {
