@@ -31,10 +31,18 @@ impl fmt::Display for FieldError {
 
 /// Converts `json` into a value of `schema`; `path` names where `json` sits (e.g. `$.data`).
 pub fn from_json(schema: &Schema, json: &Json, path: &str) -> Result<Value, Vec<FieldError>> {
-    let resolved = ResolvedSchema::try_from(schema).map_err(|e| {
-        vec![FieldError { path: path.to_owned(), message: format!("the schema itself is unusable: {e}") }]
-    })?;
-    let mut converter = Converter { names: resolved.get_names(), errors: Vec::new() };
+    // Only a schema that refers to a named type by name needs the names resolved (per call,
+    // since they borrow the schema); the catalog's schemas do not.
+    let empty = HashMap::new();
+    let resolved = if crate::avro::has_named_references(schema) {
+        Some(ResolvedSchema::try_from(schema).map_err(|e| {
+            vec![FieldError { path: path.to_owned(), message: format!("the schema itself is unusable: {e}") }]
+        })?)
+    } else {
+        None
+    };
+    let names = resolved.as_ref().map_or(&empty, |r| r.get_names());
+    let mut converter = Converter { names, errors: Vec::new() };
     let value = converter.convert(schema, json, &mut path.to_owned(), None);
     if converter.errors.is_empty() {
         Ok(value)
