@@ -41,3 +41,15 @@ pub fn init(settings: &TelemetrySettings) {
         LogFormat::Pretty => registry.with(fmt::layer().compact().with_target(true)).try_init(),
     };
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`, for logs and messages.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -83,15 +83,7 @@ async fn sending_to_a_missing_topic_fails_within_the_delivery_timeout() {
         &ProducerSettings { delivery_timeout: Duration::from_secs(2), ..ProducerSettings::default() },
     )
     .unwrap();
-    let envelope = Envelope {
-        id: uuid::Uuid::new_v4(),
-        source: "/tests".into(),
-        event_type: "t".into(),
-        time: Utc::now(),
-        subject: None,
-        traceparent: None,
-        correlation_id: None,
-    };
+    let envelope = bare_envelope();
     let topic = unique("missing");
     let started = std::time::Instant::now();
     let outcome = producer.send(OutgoingEvent { topic: &topic, key: "k", value: b"\0\0\0\0\x01", envelope: &envelope }).await;
@@ -110,15 +102,7 @@ async fn the_producer_recovers_after_the_broker_was_down() {
         &ProducerSettings { delivery_timeout: Duration::from_secs(2), ..ProducerSettings::default() },
     )
     .unwrap();
-    let envelope = Envelope {
-        id: uuid::Uuid::new_v4(),
-        source: "/tests".into(),
-        event_type: "t".into(),
-        time: Utc::now(),
-        subject: None,
-        traceparent: None,
-        correlation_id: None,
-    };
+    let envelope = bare_envelope();
     let send = || producer.send(OutgoingEvent { topic: &topic, key: "k", value: b"\0\0\0\0\x01", envelope: &envelope });
     send().await.unwrap();
     broker.stop().await;
@@ -129,4 +113,16 @@ async fn the_producer_recovers_after_the_broker_was_down() {
     })
     .await;
     assert!(position.offset >= 1);
+}
+
+fn bare_envelope() -> Envelope {
+    Envelope {
+        id: uuid::Uuid::new_v4(),
+        source: "/tests".into(),
+        event_type: "t".into(),
+        time: Utc::now(),
+        subject: None,
+        traceparent: None,
+        correlation_id: None,
+    }
 }

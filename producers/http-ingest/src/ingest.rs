@@ -326,17 +326,7 @@ fn prepare_all(
     stages
 }
 
-/// The error and its causes on one line, for logs.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use eventline_common::telemetry::error_chain;
 
 /// Shared with the HTTP layer.
 pub type SharedIngest = Arc<Ingest>;

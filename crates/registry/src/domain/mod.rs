@@ -9,14 +9,4 @@ pub use compatibility::{check, CompatibilityLevel, Direction, Incompatibility, L
 pub use schema::{Fingerprint, ParsedSchema, SchemaError, SchemaType};
 pub use subject::{Subject, SubjectError, VersionError, VersionSpec};
 
-/// An error and its causes on one line: `outer: cause: root cause`.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use eventline_common::telemetry::error_chain;
