@@ -15,6 +15,7 @@ use eventline_common::registry_client::SchemaRegistrySettings;
 use eventline_common::telemetry::TelemetrySettings;
 use eventline_http_ingest::IngestSettings;
 use eventline_outbox_relay::OutboxRelaySettings;
+use eventline_projector::ProjectorSettings;
 use eventline_registry::RegistrySettings;
 use serde_yaml::Value;
 
@@ -91,6 +92,10 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
         let ingest: IngestSettings = source.section(Section::Ingest).unwrap_or_else(|e| panic!("{e}"));
         if spec.compose_name == "eventline-http-ingest" {
             assert!(ingest.listen.starts_with("0.0.0.0:"), "ingest must listen beyond loopback in its container");
+        }
+        let projector: ProjectorSettings = source.section(Section::Projector).unwrap_or_else(|e| panic!("{e}"));
+        if spec.compose_name == "eventline-projector" {
+            assert!(projector.listen.starts_with("0.0.0.0:"), "the query API must listen beyond loopback in its container");
         }
         let relay: OutboxRelaySettings = source.section(Section::OutboxRelay).unwrap_or_else(|e| panic!("{e}"));
         if relay.is_enabled() {

@@ -30,6 +30,16 @@ pub const SERVICES: &[ServiceSpec] = &[
         ],
     },
     ServiceSpec {
+        compose_name: "eventline-projector",
+        binary: "eventline-projector",
+        required: &[
+            (Section::Kafka, "bootstrap_servers"),
+            (Section::SchemaRegistry, "url"),
+            (Section::Database, "url"),
+            (Section::Projector, "listen"),
+        ],
+    },
+    ServiceSpec {
         compose_name: "eventline-outbox-relay",
         binary: "eventline-outbox-relay",
         required: &[

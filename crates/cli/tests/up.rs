@@ -14,11 +14,12 @@ struct Ports {
     kafka: u16,
     registry: u16,
     ingest: u16,
+    projector: u16,
 }
 
 impl Ports {
     fn free() -> Self {
-        Self { kafka: free_port(), registry: free_port(), ingest: free_port() }
+        Self { kafka: free_port(), registry: free_port(), ingest: free_port(), projector: free_port() }
     }
 }
 
@@ -30,6 +31,7 @@ fn eventline(dir: &Path, ports: &Ports) -> Command {
         .env("EVENTLINE_REGISTRY__LISTEN", format!("127.0.0.1:{}", ports.registry))
         .env("EVENTLINE_SCHEMA_REGISTRY__URL", format!("http://127.0.0.1:{}", ports.registry))
         .env("EVENTLINE_INGEST__LISTEN", format!("127.0.0.1:{}", ports.ingest))
+        .env("EVENTLINE_PROJECTOR__LISTEN", format!("127.0.0.1:{}", ports.projector))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,6 +106,17 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
     let published: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(published["topic"], "orders");
     assert_eq!(published["offset"], 0);
+
+    // ...and reading it back from the read model, waiting for the position ingest answered.
+    let position = format!("orders:{}:{}", published["partition"], published["offset"]);
+    let order: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{}/v1/orders/o-1001?after={position}", ports.projector))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["order_id"], "o-1001", "{order}");
+    assert_eq!(order["total_minor"], 2500, "{order}");
     stop(child).await;
 
     // Second start: same log and database, nothing new, the same schema ids.

@@ -31,11 +31,12 @@ pub enum Section {
     SchemaRegistry,
     Ingest,
     OutboxRelay,
+    Projector,
     Up,
 }
 
 impl Section {
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Telemetry,
         Section::Kafka,
         Section::Database,
@@ -43,6 +44,7 @@ impl Section {
         Section::SchemaRegistry,
         Section::Ingest,
         Section::OutboxRelay,
+        Section::Projector,
         Section::Up,
     ];
 
@@ -55,6 +57,7 @@ impl Section {
             Section::SchemaRegistry => "schema_registry",
             Section::Ingest => "ingest",
             Section::OutboxRelay => "outbox_relay",
+            Section::Projector => "projector",
             Section::Up => "up",
         }
     }

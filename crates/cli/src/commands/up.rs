@@ -22,6 +22,7 @@ use eventline_common::shutdown::Supervisor;
 use eventline_common::telemetry::{self, TelemetrySettings};
 use eventline_http_ingest::{IngestApp, IngestSettings};
 use eventline_outbox_relay::{OutboxRelay, OutboxRelaySettings};
+use eventline_projector::{ProjectorApp, ProjectorSettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 
 use crate::settings::UpSettings;
@@ -42,6 +43,7 @@ struct UpConfig {
     schema_registry: SchemaRegistrySettings,
     ingest: IngestSettings,
     outbox_relay: OutboxRelaySettings,
+    projector: ProjectorSettings,
     up: UpSettings,
 }
 
@@ -56,6 +58,7 @@ impl UpConfig {
             schema_registry: source.section(Section::SchemaRegistry)?,
             ingest: source.section(Section::Ingest)?,
             outbox_relay: source.section(Section::OutboxRelay)?,
+            projector: source.section(Section::Projector)?,
             up: source.section(Section::Up)?,
         })
     }
@@ -110,20 +113,38 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     let listener = eventline_common::http::bind(&config.ingest.listen, "HTTP ingest").await?;
     supervisor.spawn("http-ingest", ingest.run(listener, supervisor.token()));
 
+    let projector = ProjectorApp::build(
+        config.projector.clone(),
+        database.clone(),
+        config.kafka.clone(),
+        client.clone(),
+        catalog.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let listener = eventline_common::http::bind(&config.projector.listen, "projector query API").await?;
+    supervisor.spawn("projector", projector.run(listener, supervisor.token()));
+
     if config.outbox_relay.is_enabled() {
         let relay = OutboxRelay::build(config.outbox_relay.clone(), publisher.clone(), metrics.clone()).await?;
         supervisor.spawn("outbox-relay", relay.run(supervisor.token()));
     }
 
-    if let Some(mut broker) = broker {
+    // The broker stops last, after every service drained (their final commits need it); while
+    // the system runs, a crash of the broker stops everything.
+    let broker = broker.map(|b| std::sync::Arc::new(tokio::sync::Mutex::new(b)));
+    if let Some(broker) = broker.clone() {
         let token = supervisor.token();
-        supervisor.spawn("tansu-broker", async move {
-            tokio::select! {
-                () = token.cancelled() => {
-                    broker.kill().await;
-                    Ok(())
+        supervisor.spawn("tansu-broker-watch", async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                        if let Some(error) = broker.lock().await.try_exited() {
+                            return Err(error.into());
+                        }
+                    }
                 }
-                error = broker.exited() => Err(error.into()),
             }
         });
     }
@@ -131,6 +152,9 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     print_banner(&config, &catalog, &contracts, &created);
     let outcome = supervisor.run_until_stopped().await;
     database.close().await;
+    if let Some(broker) = broker {
+        broker.lock().await.kill().await;
+    }
     outcome
 }
 
@@ -151,6 +175,7 @@ fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, cre
     println!("  topics           {}", topics.join(", "));
     println!("  schemas          {} registered", contracts.events().count());
     println!("  http ingest      http://{}/v1/events (OpenAPI at /openapi.json)", config.ingest.listen);
+    println!("  read models      http://{}/v1/orders/{{id}}, /v1/customers/{{id}}[/orders]", config.projector.listen);
     if config.outbox_relay.is_enabled() {
         println!("  outbox relay     on, table {}", config.outbox_relay.table);
     } else {

@@ -82,6 +82,15 @@ impl LocalBroker {
         }
     }
 
+    /// How the process ended, if it has exited on its own.
+    pub fn try_exited(&mut self) -> Option<LocalBrokerError> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(LocalBrokerError::Exited { status, log: self.log_tail() }),
+            Ok(None) => None,
+            Err(source) => Some(LocalBrokerError::Io { path: "tansu process".into(), source }),
+        }
+    }
+
     /// Kills the process (its log stays on disk).
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

@@ -1,0 +1,30 @@
+//! The projector: read models of orders, customers and payments built only from events, and a
+//! query API over them with read-your-writes. Embed it with [`ProjectorApp`];
+//! `eventline-projector` runs it alone.
+//!
+//! - `config`: the projector settings;
+//! - `domain`: the rows and the fold (pure);
+//! - `store`: SQL (PostgreSQL and SQLite), one transaction per batch with the offsets;
+//! - `handler`: the consumer [`Handler`](eventline_common::kafka::consumer::Handler);
+//! - `http`: the query API; `metrics`: what is counted; `app`: build and run until stopped.
+//!
+//! ```text
+//! curl -s 'http://127.0.0.1:8082/v1/orders/order-1?after=orders:3:42'
+//! curl -s 'http://127.0.0.1:8082/v1/customers/cust-1/orders?status=paid&limit=10'
+//! ```
+//!
+//! `after` (or the `Eventline-Position` header) is the position ingest returned for a write:
+//! the answer waits until the projector's group has applied it (the transactional offset
+//! table), at most `wait_timeout`, and otherwise is `412` `urn:eventline:problem:not-caught-up`
+//! with `Retry-After: 1` and the position, so the client knows the data is not there yet.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod handler;
+pub mod http;
+pub mod metrics;
+pub mod store;
+
+pub use app::ProjectorApp;
+pub use config::ProjectorSettings;

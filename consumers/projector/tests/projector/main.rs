@@ -1,0 +1,11 @@
+//! Integration tests of the projector against a real broker (Tansu), our schema registry, and
+//! PostgreSQL and SQLite: each test with its own broker, database and consumer group.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod events;
+mod pipeline;
+mod poison;
+mod query;
+mod read_your_writes;
+mod store;
+mod support;
