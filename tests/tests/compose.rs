@@ -3,6 +3,9 @@
 //! Eventline service the code defines is there, and every EVENTLINE_ variable it sets is one the
 //! code accepts, pointing at the right service.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::result_large_err)] // figment's test jail returns its own large error type
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -2,6 +2,8 @@
 //! its AvroSerializer, AvroDeserializer and SchemaRegistryClient, against a real Tansu broker
 //! and our schema registry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

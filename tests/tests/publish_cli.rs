@@ -1,5 +1,7 @@
 //! `eventline publish`: NDJSON in, events on the topics, rejected lines named with reasons.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use eventline_cli::commands::publish::{publish_lines, DEFAULT_SOURCE};

@@ -1,6 +1,8 @@
 //! Schema evolution for every schema of the catalog, through our registry: a field added with a
 //! default is a new version and old data reads into it; a field added without one is refused (409).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use eventline_common::avro;

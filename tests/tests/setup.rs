@@ -1,5 +1,7 @@
 //! `eventline setup` prepares a cluster it does not manage: topics and schemas, re-runnable.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use eventline_cli::commands::setup::{run, SetupArgs};
 use eventline_common::kafka::admin::topic_names;
 use eventline_e2e::TestRegistry;

@@ -1,5 +1,7 @@
 //! `eventline up` as a user runs it: the real binary, a real Tansu broker, SQLite on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! The producer and topic administration against a real Tansu broker.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use chrono::Utc;
