@@ -31,6 +31,10 @@ pub enum Command {
     /// The event catalog and its schemas in the registry.
     #[command(subcommand)]
     Schemas(commands::schemas::SchemasCommand),
+    /// Consumer groups: committed offsets, end offsets and lag (`groups describe GROUP`).
+    Groups(commands::groups::GroupsArgs),
+    /// Read a topic from a position and print its events decoded into JSON.
+    Tail(commands::tail::TailArgs),
 }
 
 pub async fn main() -> ExitCode {
@@ -40,6 +44,8 @@ pub async fn main() -> ExitCode {
         Command::Publish(args) => commands::publish::run(cli.config.as_deref(), args).await,
         Command::Setup(args) => commands::setup::run(cli.config.as_deref(), args).await,
         Command::Schemas(command) => commands::schemas::run(cli.config.as_deref(), command).await,
+        Command::Groups(args) => commands::groups::run(cli.config.as_deref(), args).await,
+        Command::Tail(args) => commands::tail::run(cli.config.as_deref(), args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

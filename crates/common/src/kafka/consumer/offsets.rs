@@ -27,6 +27,7 @@ const INSERT_IF_ABSENT: &str = "INSERT INTO eventline_consumer_offsets (group_id
      ON CONFLICT (group_id, topic, \"partition\") DO NOTHING";
 const SELECT_TOPIC: &str = "SELECT \"partition\", next_offset FROM eventline_consumer_offsets \
      WHERE group_id = $1 AND topic = $2";
+const SELECT_GROUPS: &str = "SELECT DISTINCT group_id FROM eventline_consumer_offsets ORDER BY group_id";
 const SELECT_GROUP: &str = "SELECT topic, \"partition\", next_offset FROM eventline_consumer_offsets \
      WHERE group_id = $1 ORDER BY topic, \"partition\"";
 
@@ -133,6 +134,16 @@ impl OffsetStore {
     }
 
     /// Every stored offset of `group`, by topic and partition.
+    /// Every group with offsets in this store.
+    pub async fn groups(&self) -> Result<Vec<String>, OffsetStoreError> {
+        let rows = sqlx::query(SELECT_GROUPS).fetch_all(self.db.pool()).await?;
+        let mut groups = Vec::with_capacity(rows.len());
+        for row in rows {
+            groups.push(row.try_get(0)?);
+        }
+        Ok(groups)
+    }
+
     pub async fn list(&self, group: &str) -> Result<Vec<PartitionOffset>, OffsetStoreError> {
         let rows = sqlx::query(SELECT_GROUP).bind(group).fetch_all(self.db.pool()).await?;
         let mut offsets = Vec::with_capacity(rows.len());
