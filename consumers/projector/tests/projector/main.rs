@@ -2,6 +2,7 @@
 //! PostgreSQL and SQLite: each test with its own broker, database and consumer group.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+mod crash;
 mod events;
 mod pipeline;
 mod poison;
