@@ -161,16 +161,22 @@ impl EventProducer {
         };
         let topic = event.topic.to_owned();
         let shared = self.shared.clone();
-        Ok(async move {
+        // The delivery is watched by a task of its own, so a failed one replaces the producer
+        // even when the caller stopped waiting (a request that timed out).
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
             let outcome = match delivery.await {
-                Ok(Ok(delivered)) => return Ok(Position { topic, partition: delivered.partition, offset: delivered.offset }),
-                Ok(Err((error, _message))) => error,
-                Err(_canceled) => KafkaError::Canceled,
+                Ok(Ok(delivered)) => Ok(Position { topic, partition: delivered.partition, offset: delivered.offset }),
+                Ok(Err((error, _message))) => Err(ProduceError::NotAcknowledged(error)),
+                Err(_canceled) => Err(ProduceError::NotAcknowledged(KafkaError::Canceled)),
             };
-            shared.replace_after_failure(generation.number);
+            if outcome.is_err() {
+                shared.replace_after_failure(generation.number);
+            }
             drop(generation);
-            Err(ProduceError::NotAcknowledged(outcome))
-        })
+            let _ = answer.send(outcome);
+        });
+        Ok(async move { answered.await.unwrap_or(Err(ProduceError::NotAcknowledged(KafkaError::Canceled))) })
     }
 
     /// Waits for every queued record to be acknowledged (shutdown).
