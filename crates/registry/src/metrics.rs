@@ -7,19 +7,15 @@
 //!
 //! `route` is the matched route template (a fixed set) or `unmatched`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
-use eventline_common::metrics::register;
+use eventline_common::metrics::{register, status_class, RequestObserver};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 pub const REQUESTS_TOTAL: &str = "eventline_registry_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "eventline_registry_request_duration_seconds";
 pub const REGISTRATIONS_TOTAL: &str = "eventline_registry_registrations_total";
-const UNMATCHED_ROUTE: &str = "unmatched";
 
 #[derive(Clone, Debug)]
 pub struct RegistryMetrics {
@@ -56,17 +52,6 @@ impl RegistryMetrics {
         Ok(Self { requests, duration, registrations })
     }
 
-    pub fn request_finished(&self, route: &str, status: StatusCode, elapsed: Duration) {
-        let class = match status.as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        self.requests.with_label_values(&[route, class]).inc();
-        self.duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
-    }
 
     pub fn schema_registered(&self, subject: &str, id: i64, version: i64) {
         tracing::info!(subject, id, version, "schema registered");
@@ -84,15 +69,10 @@ impl RegistryMetrics {
     }
 }
 
-/// Middleware: counts and times every request under its route template.
-pub async fn track(State(metrics): State<RegistryMetrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.request_finished(&route, response.status(), started.elapsed());
-    response
+impl RequestObserver for RegistryMetrics {
+    fn request_finished(&self, route: &str, status: StatusCode, elapsed: Duration) {
+        let class = status_class(status);
+        self.requests.with_label_values(&[route, class]).inc();
+        self.duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+    }
 }

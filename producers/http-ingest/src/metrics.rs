@@ -10,20 +10,16 @@
 //!
 //! `route` is the matched route template (a fixed set) or `unmatched`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
-use eventline_common::metrics::register;
+use eventline_common::metrics::{register, status_class, RequestObserver};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 
 pub const REQUESTS_TOTAL: &str = "eventline_ingest_requests_total";
 pub const EVENTS_TOTAL: &str = "eventline_ingest_events_total";
 pub const VALIDATION_FAILURES_TOTAL: &str = "eventline_ingest_validation_failures_total";
 pub const PUBLISH_DURATION_SECONDS: &str = "eventline_ingest_publish_duration_seconds";
-const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// What became of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,22 +92,6 @@ impl IngestMetrics {
         Ok(Self { requests, events, validation_failures, publish_duration })
     }
 
-    pub fn request_finished(&self, route: &str, status: StatusCode, elapsed: Duration) {
-        let class = match status.as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        tracing::debug!(
-            route,
-            status = status.as_u16(),
-            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
-            "request answered"
-        );
-        self.requests.with_label_values(&[route, class]).inc();
-    }
 
     pub fn event_finished(&self, outcome: Outcome) {
         self.events.with_label_values(&[outcome.label()]).inc();
@@ -133,15 +113,15 @@ impl IngestMetrics {
     }
 }
 
-/// Middleware: counts every request under its route template.
-pub async fn track(State(metrics): State<IngestMetrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.request_finished(&route, response.status(), started.elapsed());
-    response
+impl RequestObserver for IngestMetrics {
+    fn request_finished(&self, route: &str, status: StatusCode, elapsed: Duration) {
+        let class = status_class(status);
+        tracing::debug!(
+            route,
+            status = status.as_u16(),
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request answered"
+        );
+        self.requests.with_label_values(&[route, class]).inc();
+    }
 }

@@ -18,7 +18,8 @@ use axum::{middleware, Router};
 use eventline_common::config::Secret;
 use tower_http::trace::TraceLayer;
 
-use crate::metrics::{track, RegistryMetrics};
+use crate::metrics::RegistryMetrics;
+use eventline_common::metrics::track_requests;
 use crate::service::Registry;
 
 pub use error::ApiError;
@@ -61,7 +62,7 @@ pub fn router(state: AppState, metrics: RegistryMetrics) -> Router {
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(metrics, track))
+        .layer(middleware::from_fn_with_state(metrics, track_requests::<RegistryMetrics>))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

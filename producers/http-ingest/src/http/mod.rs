@@ -17,7 +17,8 @@ use axum::{middleware, Router};
 
 use crate::auth::Authenticator;
 use crate::ingest::Ingest;
-use crate::metrics::{track, IngestMetrics};
+use crate::metrics::IngestMetrics;
+use eventline_common::metrics::track_requests;
 use crate::rate_limit::RateLimiter;
 
 pub use error::{Answer, ApiError, Problem};
@@ -82,7 +83,7 @@ pub fn router(state: AppState, metrics: IngestMetrics) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(metrics, track))
+        .layer(middleware::from_fn_with_state(metrics, track_requests::<IngestMetrics>))
         .layer(middleware::from_fn(trace::trace_context))
         .with_state(state)
 }
