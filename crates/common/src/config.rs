@@ -33,10 +33,11 @@ pub enum Section {
     OutboxRelay,
     Projector,
     Up,
+    Admin,
 }
 
 impl Section {
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Telemetry,
         Section::Kafka,
         Section::Database,
@@ -46,6 +47,7 @@ impl Section {
         Section::OutboxRelay,
         Section::Projector,
         Section::Up,
+        Section::Admin,
     ];
 
     pub fn key(self) -> &'static str {
@@ -59,6 +61,7 @@ impl Section {
             Section::OutboxRelay => "outbox_relay",
             Section::Projector => "projector",
             Section::Up => "up",
+            Section::Admin => "admin",
         }
     }
 

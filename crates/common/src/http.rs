@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -54,4 +55,44 @@ where
                 }
             }),
         )
+}
+
+/// `true` when `headers` carry `Authorization: Bearer <expected>`; the token is compared without
+/// an early exit on the first differing byte.
+pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_match_exactly() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        assert!(bearer_matches(&with("Bearer token"), "token"));
+        assert!(bearer_matches(&with("bearer  token "), "token"));
+        assert!(!bearer_matches(&with("Bearer tokem"), "token"));
+        assert!(!bearer_matches(&with("Bearer token2"), "token"));
+        assert!(!bearer_matches(&with("Basic token"), "token"));
+        assert!(!bearer_matches(&HeaderMap::new(), "token"));
+    }
 }
