@@ -1,5 +1,5 @@
 //! The settings of one consumer: its group, what it reads, where a new group starts, batching,
-//! retries, the dead-letter topic and where its offsets live.
+//! retries, the dead-letter and retry topics and where its offsets live.
 //!
 //! A service embeds [`ConsumerSettings`] in its own config section (e.g. `[projector.consumer]`)
 //! and sets its own defaults for `group_id` and `topics`; every other key has a default that
@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// The suffix of a group's default dead-letter topic: `<group_id>.dlq`.
 pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+/// The suffix of a group's default retry topic: `<group_id>.retry`.
+pub const RETRY_SUFFIX: &str = ".retry";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -49,8 +51,13 @@ pub struct ConsumerSettings {
     pub retry: RetryPolicy,
     /// Where events that cannot be handled go; default `<group_id>.dlq`.
     pub dead_letter_topic: Option<String>,
-    /// Replication factor of the dead-letter topic when the runtime creates it.
+    /// Replication factor of the dead-letter topic (and the retry topic) when the runtime
+    /// creates it.
     pub dead_letter_replication: i32,
+    /// This group's own way back in; default `<group_id>.retry`. The runtime creates it (one
+    /// partition) and reads it besides `topics`, so an event redriven there (`eventline dlq
+    /// redrive --to retry`) is seen again by this group only, not by every group of its topic.
+    pub retry_topic: Option<String>,
     /// Where consumed offsets are kept: `kafka` (committed after the handler succeeded) or
     /// `transactional` (saved by the handler in its own database transaction).
     pub offset_mode: OffsetMode,
@@ -78,6 +85,7 @@ impl Default for ConsumerSettings {
             retry: RetryPolicy::default(),
             dead_letter_topic: None,
             dead_letter_replication: 1,
+            retry_topic: None,
             offset_mode: OffsetMode::Kafka,
             commit_interval: Duration::from_secs(1),
             lag_report_interval: Duration::from_secs(10),
@@ -97,6 +105,11 @@ impl ConsumerSettings {
         self.dead_letter_topic.clone().unwrap_or_else(|| format!("{}{DEAD_LETTER_SUFFIX}", self.group_id))
     }
 
+    /// The retry topic: the configured one or `<group_id>.retry`.
+    pub fn retry_topic(&self) -> String {
+        self.retry_topic.clone().unwrap_or_else(|| format!("{}{RETRY_SUFFIX}", self.group_id))
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.group_id.trim().is_empty() {
             return Err(invalid("group_id", "must not be empty"));
@@ -106,6 +119,16 @@ impl ConsumerSettings {
         }
         if self.topics.contains(&self.dead_letter_topic()) {
             return Err(invalid("dead_letter_topic", "must not be one of the consumed topics"));
+        }
+        let retry_topic = self.retry_topic();
+        if retry_topic.trim().is_empty() {
+            return Err(invalid("retry_topic", "must not be empty"));
+        }
+        if self.topics.contains(&retry_topic) {
+            return Err(invalid("retry_topic", "must not be one of the consumed topics (it is read besides them)"));
+        }
+        if retry_topic == self.dead_letter_topic() {
+            return Err(invalid("retry_topic", "must not be the dead-letter topic"));
         }
         if self.batch_max_size == 0 {
             return Err(invalid("batch_max_size", "must be at least 1"));
@@ -242,6 +265,32 @@ mod tests {
         let settings = ConsumerSettings::new("projector", ["orders"]);
         settings.validate().unwrap();
         assert_eq!(settings.dead_letter_topic(), "projector.dlq");
+    }
+
+    #[test]
+    fn the_retry_topic_defaults_to_the_group_and_must_stand_apart() {
+        let settings = ConsumerSettings::new("projector", ["orders"]);
+        assert_eq!(settings.retry_topic(), "projector.retry");
+        let named: ConsumerSettings =
+            toml::from_str("group_id = \"g\"\ntopics = [\"orders\"]\nretry_topic = \"g-again\"").unwrap();
+        assert_eq!(named.retry_topic(), "g-again");
+        named.validate().unwrap();
+
+        let problem = |settings: ConsumerSettings| match settings.validate() {
+            Err(SettingsError::Invalid { key: "retry_topic", problem }) => problem,
+            other => panic!("expected a retry_topic error, got {other:?}"),
+        };
+        let reads_it = ConsumerSettings::new("g", ["orders", "g.retry"]);
+        assert!(problem(reads_it).contains("consumed topics"));
+        let mut is_the_dlq = ConsumerSettings::new("g", ["orders"]);
+        is_the_dlq.retry_topic = Some("g.dlq".into());
+        assert!(problem(is_the_dlq).contains("dead-letter topic"));
+        let mut same_as_custom_dlq = ConsumerSettings::new("g", ["orders"]);
+        same_as_custom_dlq.dead_letter_topic = Some("g.retry".into());
+        assert!(problem(same_as_custom_dlq).contains("dead-letter topic"));
+        let mut empty = ConsumerSettings::new("g", ["orders"]);
+        empty.retry_topic = Some(" ".into());
+        assert!(problem(empty).contains("empty"));
     }
 
     #[test]

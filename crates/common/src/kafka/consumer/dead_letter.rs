@@ -34,6 +34,10 @@ pub mod header {
     /// When it was dead-lettered, RFC 3339.
     pub const TIME: &str = "eventline_dlq_time";
     pub const GROUP: &str = "eventline_dlq_group";
+    /// On a redriven record (`eventline dlq redrive`): the dead letter it was written from,
+    /// `<dlq topic>:<partition>:<offset>`. Not a dead-letter header: it stays on the record if
+    /// it is dead-lettered again, so that letter says where it was redriven from.
+    pub const REDRIVEN_FROM: &str = "eventline_redriven_from";
 }
 
 /// Why an event went to the dead-letter topic.

@@ -39,7 +39,8 @@
 //!   transaction of its effects; on assignment the runtime seeks to the stored offsets (the
 //!   start position when there are none). A crash anywhere either committed a batch with its
 //!   offsets or neither: nothing is lost or applied twice, by construction. Kafka commits
-//!   follow as a trailing copy for tools.
+//!   follow as a trailing copy for tools. While it runs, the consumer keeps a heartbeat row in
+//!   the same database ([`members`]), so offset resets can refuse to run under a live member.
 //! - `kafka`: offsets are stored only after the handler succeeded, in order per partition,
 //!   committed every `commit_interval` and synchronously on revoke and shutdown. A crash
 //!   between a handler's success and the next commit hands those events to the handler again,
@@ -63,10 +64,19 @@
 //! missing one (an `OrderShipped` for an order it never saw) fails that event on its own, which
 //! sends it to the dead-letter topic as well. Redriving then replays both, in their order.
 //!
+//! Redriving (`eventline dlq redrive`) writes a dead letter again, with its key, value and event
+//! id unchanged: to its original topic, where every group reading it sees it again (groups that
+//! applied it drop it by event id), or by default to the group's retry topic
+//! ([`ConsumerSettings::retry_topic`], `<group>.retry`), which the runtime creates and reads
+//! besides `topics`, so only the failing group sees it. Either way a redriven event is a new
+//! record: it comes after every event of its key that was written in the meantime, and the
+//! retry topic's one partition interleaves keys from every partition. A handler must accept an
+//! event late (an `OrderPlaced` after its `OrderShipped`) or fail it again.
+//!
 //! # Brokers
 //!
 //! Uses consumer groups (eager or cooperative rebalancing), committed offsets, watermarks,
-//! offsets-for-times and CreateTopics (for the dead-letter topic); no transactions,
+//! offsets-for-times and CreateTopics (for the dead-letter and retry topics); no transactions,
 //! OffsetDelete, DescribeConsumerGroups or ListGroups.
 
 mod config;
@@ -75,6 +85,7 @@ pub mod dead_letter;
 mod decode;
 mod handler;
 pub mod lag;
+pub mod members;
 pub mod metrics;
 pub mod offsets;
 mod partition;
@@ -84,11 +95,14 @@ mod retry;
 mod runtime;
 mod start;
 
-pub use config::{ConsumerSettings, OffsetMode, RetryPolicy, SettingsError, StartPosition, DEAD_LETTER_SUFFIX};
+pub use config::{
+    ConsumerSettings, OffsetMode, RetryPolicy, SettingsError, StartPosition, DEAD_LETTER_SUFFIX, RETRY_SUFFIX,
+};
 pub use dead_letter::{DeadLetterInfo, DeadLetterReason};
 pub use decode::DecoderError;
 pub use handler::{Batch, Delivered, EventError, Handler, HandlerError};
 pub use lag::{group_lag, OffsetSource, PartitionLag};
+pub use members::{Member, MemberRegistry, MemberRegistryError, HEARTBEAT_INTERVAL, MEMBER_TTL};
 pub use metrics::{ConsumerMetrics, Outcome};
 pub use offsets::{OffsetStore, OffsetStoreError, PartitionOffset};
 pub use progress::ConsumerProgress;

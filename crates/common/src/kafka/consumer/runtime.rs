@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{ConsumerSettings, OffsetMode};
 use super::context::{commit, KafkaConsumer, RuntimeContext, Shared};
-use super::dead_letter::{ensure_dead_letter_topic, DeadLetterProducer};
+use super::dead_letter::DeadLetterProducer;
 use super::decode::Decoder;
 use super::handler::Handler;
+use super::members::Membership;
 use super::metrics::ConsumerMetrics;
 use super::offsets::OffsetStore;
 use super::partition::Engine;
@@ -30,7 +31,7 @@ use super::progress::ConsumerProgress;
 use super::report;
 use super::ConsumerError;
 use crate::catalog::Catalog;
-use crate::kafka::admin::topic_names;
+use crate::kafka::admin::{ensure_topics, topic_names, TopicRequest};
 use crate::kafka::KafkaSettings;
 use crate::registry_client::RegistryClient;
 
@@ -116,10 +117,15 @@ impl<H: Handler> ConsumerRuntime<H> {
         if let Some(missing) = settings.topics.iter().find(|t| !existing.contains(*t)) {
             return Err(ConsumerError::UnknownTopic(missing.clone()));
         }
-        let dead_letter_topic = settings.dead_letter_topic();
-        ensure_dead_letter_topic(&self.kafka, &dead_letter_topic, settings.dead_letter_replication)
-            .await
-            .map_err(ConsumerError::Topics)?;
+        let (dead_letter_topic, retry_topic) = (settings.dead_letter_topic(), settings.retry_topic());
+        // The group's own topics, one partition each: its dead letters, and its retry topic (where
+        // `eventline dlq redrive` sends events back to this group only), read besides `topics`.
+        let own_topics = [&dead_letter_topic, &retry_topic].map(|name| TopicRequest {
+            name: name.clone(),
+            partitions: 1,
+            replication: settings.dead_letter_replication,
+        });
+        ensure_topics(&self.kafka, &own_topics).await.map_err(ConsumerError::Topics)?;
         let dead_letters = DeadLetterProducer::new(&self.kafka, dead_letter_topic, group.to_string())
             .map_err(ConsumerError::Create)?;
         let metrics = match self.metrics {
@@ -127,7 +133,8 @@ impl<H: Handler> ConsumerRuntime<H> {
             None => ConsumerMetrics::shared().map_err(ConsumerError::Metrics)?,
         };
         let config = client_config(&self.kafka, &settings);
-        let topics = settings.topics.clone();
+        let mut topics = settings.topics.clone();
+        topics.push(retry_topic);
         let shared = Arc::new(Shared::new(
             group.clone(),
             settings,
@@ -144,6 +151,8 @@ impl<H: Handler> ConsumerRuntime<H> {
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs).map_err(ConsumerError::Subscribe)?;
         tracing::info!(%group, topics = ?topics, "consumer started");
+        // A heartbeat row while it runs, so offset resets can tell the group is live.
+        let membership = Membership::join(shared.offsets.as_ref(), &group).await;
 
         tokio::spawn(report::run(shared.clone(), self.kafka.clone()));
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
@@ -155,13 +164,18 @@ impl<H: Handler> ConsumerRuntime<H> {
             })
             .map_err(ConsumerError::Thread)?;
         let _stop_on_drop = StopOnDrop(shared.clone());
-        tokio::select! {
-            done = &mut done_rx => return done.unwrap_or(Err(ConsumerError::ThreadPanicked)),
-            () = token.cancelled() => {}
+        let outcome = tokio::select! {
+            done = &mut done_rx => done.unwrap_or(Err(ConsumerError::ThreadPanicked)),
+            () = token.cancelled() => {
+                tracing::info!(%group, "consumer draining: finishing in-flight batches");
+                shared.stop();
+                done_rx.await.unwrap_or(Err(ConsumerError::ThreadPanicked))
+            }
+        };
+        if let Some(membership) = membership {
+            membership.leave().await;
         }
-        tracing::info!(%group, "consumer draining: finishing in-flight batches");
-        shared.stop();
-        done_rx.await.unwrap_or(Err(ConsumerError::ThreadPanicked))
+        outcome
     }
 }
 
