@@ -5,8 +5,11 @@
 //! - `config`: the projector settings;
 //! - `domain`: the rows and the fold (pure);
 //! - `store`: SQL (PostgreSQL and SQLite), one transaction per batch with the offsets;
+//! - `generations`: the read model built again side by side and swapped in (its states);
+//! - `rebuild`: building a new generation, swapping, rolling back (`eventline rebuild`);
 //! - `handler`: the consumer [`Handler`](eventline_common::kafka::consumer::Handler);
-//! - `http`: the query API; `metrics`: what is counted; `app`: build and run until stopped.
+//! - `http`: the query API; `metrics`: what is counted; `app`: build and run until stopped,
+//!   following the active generation.
 //!
 //! ```text
 //! curl -s 'http://127.0.0.1:8082/v1/orders/order-1?after=orders:3:42'
@@ -21,9 +24,11 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod generations;
 pub mod handler;
 pub mod http;
 pub mod metrics;
+pub mod rebuild;
 pub mod store;
 
 pub use app::ProjectorApp;

@@ -1,10 +1,11 @@
 //! What the projector counts (beside the consumer runtime's own metrics).
 
 use eventline_common::metrics::register;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 pub const EVENTS_TOTAL: &str = "eventline_projector_events_total";
 pub const READ_YOUR_WRITES_TOTAL: &str = "eventline_projector_read_your_writes_total";
+pub const ACTIVE_GENERATION: &str = "eventline_projector_active_generation";
 
 /// `outcome` label values.
 pub mod outcome {
@@ -18,6 +19,7 @@ pub mod outcome {
 pub struct ProjectorMetrics {
     events: IntCounterVec,
     read_your_writes: IntCounterVec,
+    generation: IntGauge,
 }
 
 impl ProjectorMetrics {
@@ -42,10 +44,22 @@ impl ProjectorMetrics {
                 &["outcome"],
             )?,
         )?;
+        let generation = register(
+            registry,
+            IntGauge::new(
+                ACTIVE_GENERATION,
+                "The generation of the read model this process applies events to",
+            )?,
+        )?;
         Ok(Self {
             events,
             read_your_writes,
+            generation,
         })
+    }
+
+    pub fn following(&self, generation: i64) {
+        self.generation.set(generation);
     }
 
     pub fn applied(&self, applied: usize, duplicates: usize) {

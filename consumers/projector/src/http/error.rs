@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use eventline_common::kafka::Position;
 use serde_json::json;
 
+use crate::generations::GenerationError;
 use crate::store::StoreError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -31,6 +32,8 @@ pub enum ApiError {
     },
     #[error("the read model cannot be read")]
     Store(#[from] StoreError),
+    #[error("the active generation of the read model cannot be found")]
+    Generations(#[from] GenerationError),
 }
 
 impl ApiError {
@@ -39,7 +42,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::NotCaughtUp { .. } => StatusCode::PRECONDITION_FAILED,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(_) | ApiError::Generations(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -48,7 +51,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad-request",
             ApiError::NotFound { .. } => "not-found",
             ApiError::NotCaughtUp { .. } => "not-caught-up",
-            ApiError::Store(_) => "internal",
+            ApiError::Store(_) | ApiError::Generations(_) => "internal",
         }
     }
 }
@@ -62,8 +65,8 @@ impl IntoResponse for ApiError {
             "status": status.as_u16(),
         });
         match &self {
-            ApiError::Store(error) => {
-                tracing::error!(error = ?error, "query failed");
+            ApiError::Store(_) | ApiError::Generations(_) => {
+                tracing::error!(error = ?self, "query failed");
                 body["detail"] = json!("the read model cannot be read right now; try again");
             }
             ApiError::BadRequest { parameter, .. } => {

@@ -8,6 +8,9 @@
 //! read-your-writes: the answer waits until the read model has applied that event, at most
 //! `wait_timeout`, and otherwise is `412` problem `urn:eventline:problem:not-caught-up` with
 //! `Retry-After: 1` and the position. Absent rows are `404` problem+json.
+//!
+//! Each request reads the generation of the read model that is active when it starts (one
+//! lookup), waits on that generation's consumer group, and reads only its tables.
 
 pub mod error;
 pub mod position;
@@ -21,9 +24,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::domain::OrderStatus;
+use crate::generations::ActiveStore;
 use crate::store::{Cursor, Store};
 pub use error::ApiError;
-pub use position::{Waiter, POSITION_HEADER};
+pub use position::{CurrentProgress, Waiter, POSITION_HEADER};
 use views::{CustomerView, OrderPage, OrderView};
 
 pub const ORDER_PATH: &str = "/v1/orders/{order_id}";
@@ -33,7 +37,8 @@ pub const CUSTOMER_ORDERS_PATH: &str = "/v1/customers/{customer_id}/orders";
 /// What the routes share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    pub store: Store,
+    /// Each request reads the generation active when it starts (see [`ActiveStore`]).
+    pub read_models: ActiveStore,
     pub waiter: Waiter,
     pub default_page_size: u32,
     pub max_page_size: u32,
@@ -71,11 +76,21 @@ fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         })
 }
 
-async fn wait(state: &ApiState, after: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    match position::requested(after, headers)? {
-        Some(position) => state.waiter.wait_for(&position).await,
-        None => Ok(()),
+/// The active generation's store, once the request's position (if any) is applied there.
+async fn resolve(
+    state: &ApiState,
+    after: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Store, ApiError> {
+    let position = position::requested(after, headers)?;
+    let (generation, store) = state.read_models.current().await?;
+    if let Some(position) = position {
+        state
+            .waiter
+            .wait_for(&generation.group_id, &position)
+            .await?;
     }
+    Ok(store)
 }
 
 async fn get_order(
@@ -85,18 +100,17 @@ async fn get_order(
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<OrderView>, ApiError> {
     let params = query(params)?;
-    wait(&state, params.after.as_deref(), &headers).await?;
+    let store = resolve(&state, params.after.as_deref(), &headers).await?;
     let not_found = || ApiError::NotFound {
         what: "order",
         id: order_id.clone(),
     };
-    let order = state
-        .store
+    let order = store
         .order(&order_id)
         .await?
         .filter(|o| o.placed_at.is_some())
         .ok_or_else(not_found)?;
-    let payments = state.store.payments_of_order(&order_id).await?;
+    let payments = store.payments_of_order(&order_id).await?;
     Ok(Json(OrderView::new(order, payments)))
 }
 
@@ -107,9 +121,8 @@ async fn get_customer(
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let params = query(params)?;
-    wait(&state, params.after.as_deref(), &headers).await?;
-    let customer = state
-        .store
+    let store = resolve(&state, params.after.as_deref(), &headers).await?;
+    let customer = store
         .customer(&customer_id)
         .await?
         .filter(|c| c.registered_at.is_some())
@@ -158,15 +171,14 @@ async fn list_customer_orders(
             })
         })
         .transpose()?;
-    wait(&state, params.after.as_deref(), &headers).await?;
-    if state.store.customer(&customer_id).await?.is_none() {
+    let store = resolve(&state, params.after.as_deref(), &headers).await?;
+    if store.customer(&customer_id).await?.is_none() {
         return Err(ApiError::NotFound {
             what: "customer",
             id: customer_id,
         });
     }
-    let mut orders = state
-        .store
+    let mut orders = store
         .customer_orders(&customer_id, status, limit + 1, cursor.as_ref())
         .await?;
     let more = orders.len() > limit as usize;

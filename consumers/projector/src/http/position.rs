@@ -1,17 +1,17 @@
 //! Read-your-writes: a request names the position its write landed at (`?after=` or the
 //! `Eventline-Position` header, `topic:partition:offset`) and the query waits, bounded, until
-//! the projector's group has applied it.
+//! the group of the active generation has applied it.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use eventline_common::kafka::consumer::ConsumerProgress;
+use eventline_common::kafka::consumer::{ConsumerProgress, OffsetStore};
 use eventline_common::kafka::Position;
 use tokio::time::Instant;
 
 use super::error::ApiError;
 use crate::metrics::ProjectorMetrics;
-use crate::store::Store;
 
 pub const POSITION_HEADER: &str = "eventline-position";
 pub const AFTER_PARAMETER: &str = "after";
@@ -54,13 +54,30 @@ fn bad(parameter: &'static str) -> ApiError {
     }
 }
 
+/// The progress of this process's running consumer, replaced when it follows a new
+/// generation; empty while none runs.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentProgress(Arc<RwLock<Option<ConsumerProgress>>>);
+
+impl CurrentProgress {
+    pub fn set(&self, progress: Option<ConsumerProgress>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = progress;
+    }
+
+    pub fn get(&self) -> Option<ConsumerProgress> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Waits for read-your-writes.
 #[derive(Debug, Clone)]
 pub struct Waiter {
-    pub store: Store,
-    pub group: String,
+    pub offsets: OffsetStore,
     pub timeout: Duration,
-    pub progress: Option<ConsumerProgress>,
+    pub progress: CurrentProgress,
     pub metrics: ProjectorMetrics,
 }
 
@@ -68,11 +85,16 @@ impl Waiter {
     /// Returns once `group` has applied `position` (group-wide, from the offset table), or
     /// [`ApiError::NotCaughtUp`] after the timeout. This process's consumer progress only wakes
     /// the wait early.
-    pub async fn wait_for(&self, position: &Position) -> Result<(), ApiError> {
+    pub async fn wait_for(&self, group: &str, position: &Position) -> Result<(), ApiError> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         loop {
-            if self.store.has_passed(&self.group, position).await? {
+            let passed = self
+                .offsets
+                .has_passed(group, position)
+                .await
+                .map_err(crate::store::StoreError::from)?;
+            if passed {
                 self.metrics.waited(true);
                 return Ok(());
             }
@@ -85,7 +107,7 @@ impl Waiter {
                 });
             }
             let pause = (deadline - now).min(POLL);
-            match &self.progress {
+            match self.progress.get() {
                 Some(progress) => {
                     progress.wait_for(position, pause).await;
                 }

@@ -4,9 +4,11 @@
 
 mod crash;
 mod events;
+mod generations;
 mod pipeline;
 mod poison;
 mod query;
 mod read_your_writes;
+mod rebuild;
 mod store;
 mod support;

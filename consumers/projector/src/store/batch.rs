@@ -1,0 +1,179 @@
+//! Applying a batch in a fixed handful of statements, whatever its size: which event ids are
+//! new (one `IN` query), the rows those events touch (one `IN` query per table), the pure fold
+//! ([`ReadModel::apply`]) over them in memory, then multi-row inserts of the new ids and upserts
+//! of the rows that changed. Per event that is no round trip at all, where loading and saving
+//! each event's rows took four to seven.
+//!
+//! The fold sees every row an event can touch: orders and payments by the ids in the events,
+//! customers by the ids in the events plus the customers of the loaded orders (a capture or a
+//! refund reaches the customer of its order; an order placed in this batch names its customer
+//! in the event). So the rows written are the rows the one-event-at-a-time fold would write.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row as _};
+
+use super::columns::{customer_from, order_from, payment_from};
+use super::tables::{ListStatement, RowsStatement};
+use super::{Applied, Store, StoreError};
+use crate::domain::{Customer, Order, Payment, ReadModel, Recorded};
+
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+impl Store {
+    /// Applies `events` in order on `conn` (inside the batch's transaction), skipping ids
+    /// applied before or earlier in the batch.
+    pub(super) async fn apply_events(&self, conn: &mut AnyConnection, events: &[Recorded]) -> Result<Applied, StoreError> {
+        let ids: Vec<String> = events.iter().map(|e| e.event_id().to_string()).collect();
+        let seen: BTreeSet<String> = rows_among(conn, &self.tables.applied_among, &ids)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut fresh_ids = Vec::with_capacity(events.len());
+        let mut taken = BTreeSet::new();
+        for (event, id) in events.iter().zip(&ids) {
+            if !seen.contains(id) && taken.insert(id.as_str()) {
+                fresh.push(event);
+                fresh_ids.push(id.as_str());
+            }
+        }
+        let outcome = Applied { applied: fresh.len(), duplicates: events.len() - fresh.len() };
+        if fresh.is_empty() {
+            return Ok(outcome);
+        }
+
+        let order_ids = keys(fresh.iter().filter_map(|e| e.fact.order_id()));
+        let orders: BTreeMap<String, Order> = rows_among(conn, &self.tables.orders_among, &order_ids)
+            .await?
+            .iter()
+            .map(|row| order_from(row).map(|o| (o.order_id.clone(), o)))
+            .collect::<Result<_, _>>()?;
+        let mut customer_ids: BTreeSet<&str> = fresh.iter().filter_map(|e| e.fact.customer_id(None)).collect();
+        customer_ids.extend(orders.values().filter_map(|o| o.customer_id.as_deref()));
+        let customer_ids = keys(customer_ids);
+        let customers: BTreeMap<String, Customer> = rows_among(conn, &self.tables.customers_among, &customer_ids)
+            .await?
+            .iter()
+            .map(|row| customer_from(row).map(|c| (c.customer_id.clone(), c)))
+            .collect::<Result<_, _>>()?;
+        let payment_ids = keys(fresh.iter().filter_map(|e| e.fact.payment_id()));
+        let payments: BTreeMap<String, Payment> = rows_among(conn, &self.tables.payments_among, &payment_ids)
+            .await?
+            .iter()
+            .map(|row| payment_from(row).map(|p| (p.payment_id.clone(), p)))
+            .collect::<Result<_, _>>()?;
+
+        let mut model = ReadModel {
+            orders: orders.clone(),
+            customers: customers.clone(),
+            payments: payments.clone(),
+            applied: BTreeSet::new(),
+        };
+        for event in &fresh {
+            model.apply(event);
+        }
+
+        insert_rows(conn, &self.tables.mark_applied, &fresh_ids, |query, id| query.bind((*id).to_owned())).await?;
+        let changed_orders = changed(&model.orders, &orders);
+        insert_rows(conn, &self.tables.upsert_orders, &changed_orders, bind_order).await?;
+        let changed_customers = changed(&model.customers, &customers);
+        insert_rows(conn, &self.tables.upsert_customers, &changed_customers, bind_customer).await?;
+        let changed_payments = changed(&model.payments, &payments);
+        insert_rows(conn, &self.tables.upsert_payments, &changed_payments, bind_payment).await?;
+        Ok(outcome)
+    }
+}
+
+fn keys<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    ids.into_iter().collect::<BTreeSet<&str>>().into_iter().map(str::to_owned).collect()
+}
+
+/// The rows of `after` that are new or differ from `before`.
+fn changed<'a, T: PartialEq>(after: &'a BTreeMap<String, T>, before: &BTreeMap<String, T>) -> Vec<&'a T> {
+    after.iter().filter(|(key, row)| before.get(*key) != Some(*row)).map(|(_, row)| row).collect()
+}
+
+/// The rows whose key is one of `keys`, a statement per [`ListStatement::KEYS_PER_STATEMENT`].
+async fn rows_among(conn: &mut AnyConnection, statement: &ListStatement, keys: &[String]) -> Result<Vec<AnyRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(ListStatement::KEYS_PER_STATEMENT) {
+        let sql = statement.sql(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(key.as_str());
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+/// Inserts (or upserts) `rows`, as many per statement as the statement takes.
+async fn insert_rows<'r, T>(
+    conn: &mut AnyConnection,
+    statement: &RowsStatement,
+    rows: &'r [T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'r T) -> AnyQuery<'q>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(statement.rows_per_statement()) {
+        let sql = statement.sql(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn millis(time: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
+    time.map(|t| t.timestamp_millis())
+}
+
+fn bind_order<'q>(query: AnyQuery<'q>, o: &&Order) -> AnyQuery<'q> {
+    query
+        .bind(o.order_id.clone())
+        .bind(o.customer_id.clone())
+        .bind(o.currency.clone())
+        .bind(o.total_minor)
+        .bind(o.status().as_str())
+        .bind(millis(o.placed_at))
+        .bind(millis(o.cancelled_at))
+        .bind(o.cancel_reason.clone())
+        .bind(millis(o.shipped_at))
+        .bind(o.carrier.clone())
+        .bind(o.tracking_number.clone())
+        .bind(o.captured_minor)
+        .bind(o.refunded_minor)
+        .bind(o.last_event.event_id.to_string())
+        .bind(o.last_event.time.timestamp_millis())
+}
+
+fn bind_customer<'q>(query: AnyQuery<'q>, c: &&Customer) -> AnyQuery<'q> {
+    query
+        .bind(c.customer_id.clone())
+        .bind(c.email.clone())
+        .bind(c.name.clone())
+        .bind(millis(c.registered_at))
+        .bind(c.order_count)
+        .bind(c.lifetime_value_minor)
+        .bind(c.last_event.event_id.to_string())
+        .bind(c.last_event.time.timestamp_millis())
+}
+
+fn bind_payment<'q>(query: AnyQuery<'q>, p: &&Payment) -> AnyQuery<'q> {
+    query
+        .bind(p.payment_id.clone())
+        .bind(p.order_id.clone())
+        .bind(p.currency.clone())
+        .bind(p.status().as_str())
+        .bind(p.authorized_minor)
+        .bind(p.captured_minor)
+        .bind(p.refunded_minor)
+        .bind(p.failure_reason.clone())
+        .bind(p.last_event.event_id.to_string())
+        .bind(p.last_event.time.timestamp_millis())
+}
