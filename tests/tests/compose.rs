@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use eventline_cli::admin::AdminSettings;
 use eventline_cli::services::{ServiceSpec, SERVICES, SETUP};
 use eventline_cli::settings::UpSettings;
 use eventline_common::config::{ConfigSource, Section};
@@ -104,6 +105,10 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
         if relay.is_enabled() {
             assert_eq!(host_port(relay.database_url.expose()), "postgres:5432", "the outbox lives in the stack's PostgreSQL");
             assert!(relay.listen.starts_with("0.0.0.0:"), "{}: listen beyond loopback in a container", spec.compose_name);
+        }
+        let admin: AdminSettings = source.section(Section::Admin).unwrap_or_else(|e| panic!("{e}"));
+        if spec.compose_name == "eventline-admin" {
+            assert!(admin.listen.starts_with("0.0.0.0:"), "the admin API must listen beyond loopback in its container");
         }
         let kafka: KafkaSettings = source.section(Section::Kafka).unwrap_or_else(|e| panic!("{e}"));
         let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry).unwrap_or_else(|e| panic!("{e}"));

@@ -1,5 +1,6 @@
 //! The `eventline` command: runs the whole system locally (`up`) and carries the operator tools.
 
+pub mod admin;
 pub mod commands;
 pub mod services;
 pub mod settings;
@@ -35,6 +36,16 @@ pub enum Command {
     Groups(commands::groups::GroupsArgs),
     /// Read a topic from a position and print its events decoded into JSON.
     Tail(commands::tail::TailArgs),
+    /// Reset a consumer group's offsets (earliest, latest, a date-time, a shift, an exact offset):
+    /// shows the plan, applies it with --execute, refuses while the group has live members.
+    Replay(commands::replay::ReplayArgs),
+    /// A consumer group's dead letters: list them, show one, redrive them once the cause is fixed.
+    Dlq(commands::dlq::DlqArgs),
+    /// Build a read model again from the start of the log beside the live one, swap it in
+    /// atomically, keep the old one for --rollback; --status lists the generations.
+    Rebuild(commands::rebuild::RebuildArgs),
+    /// Serve the admin HTTP API (groups, replay, dead letters) behind `admin.token`.
+    Admin,
 }
 
 pub async fn main() -> ExitCode {
@@ -46,6 +57,10 @@ pub async fn main() -> ExitCode {
         Command::Schemas(command) => commands::schemas::run(cli.config.as_deref(), command).await,
         Command::Groups(args) => commands::groups::run(cli.config.as_deref(), args).await,
         Command::Tail(args) => commands::tail::run(cli.config.as_deref(), args).await,
+        Command::Replay(args) => commands::replay::run(cli.config.as_deref(), args).await,
+        Command::Dlq(args) => commands::dlq::run(cli.config.as_deref(), args).await,
+        Command::Rebuild(args) => commands::rebuild::run(cli.config.as_deref(), args).await,
+        Command::Admin => admin::run(cli.config.as_deref()).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,17 @@ pub const SERVICES: &[ServiceSpec] = &[
             (Section::OutboxRelay, "listen"),
         ],
     },
+    ServiceSpec {
+        compose_name: "eventline-admin",
+        binary: "eventline",
+        required: &[
+            (Section::Kafka, "bootstrap_servers"),
+            (Section::SchemaRegistry, "url"),
+            (Section::Database, "url"),
+            (Section::Admin, "listen"),
+            (Section::Admin, "token"),
+        ],
+    },
 ];
 
 /// The one-shot that prepares a cluster (`eventline setup`).

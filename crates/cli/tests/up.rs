@@ -17,11 +17,12 @@ struct Ports {
     registry: u16,
     ingest: u16,
     projector: u16,
+    admin: u16,
 }
 
 impl Ports {
     fn free() -> Self {
-        Self { kafka: free_port(), registry: free_port(), ingest: free_port(), projector: free_port() }
+        Self { kafka: free_port(), registry: free_port(), ingest: free_port(), projector: free_port(), admin: free_port() }
     }
 }
 
@@ -34,6 +35,7 @@ fn eventline(dir: &Path, ports: &Ports) -> Command {
         .env("EVENTLINE_SCHEMA_REGISTRY__URL", format!("http://127.0.0.1:{}", ports.registry))
         .env("EVENTLINE_INGEST__LISTEN", format!("127.0.0.1:{}", ports.ingest))
         .env("EVENTLINE_PROJECTOR__LISTEN", format!("127.0.0.1:{}", ports.projector))
+        .env("EVENTLINE_ADMIN__LISTEN", format!("127.0.0.1:{}", ports.admin))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -119,6 +121,16 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
         .unwrap();
     assert_eq!(order["order_id"], "o-1001", "{order}");
     assert_eq!(order["total_minor"], 2500, "{order}");
+
+    // The admin API, with the token `up` made for this data directory (and only with it).
+    let token = std::fs::read_to_string(dir.path().join(".eventline/admin-token")).unwrap();
+    assert!(token.len() >= 32, "a long random token");
+    let admin = format!("http://127.0.0.1:{}/admin/v1/groups/eventline-projector", ports.admin);
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&admin).send().await.unwrap().status(), 401);
+    let group: serde_json::Value =
+        client.get(&admin).bearer_auth(token.trim()).send().await.unwrap().error_for_status().unwrap().json().await.unwrap();
+    assert_eq!(group["offsets_from"], "database", "{group}");
     stop(child).await;
 
     // Second start: same log and database, nothing new, the same schema ids.
@@ -128,6 +140,8 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
         .await.unwrap().json().await.unwrap();
     assert_eq!(again["id"], latest["id"]);
     assert_eq!(again["version"], 1);
+    let token_again = std::fs::read_to_string(dir.path().join(".eventline/admin-token")).unwrap();
+    assert_eq!(token_again, token, "the admin token stays across restarts");
     stop(child).await;
 }
 

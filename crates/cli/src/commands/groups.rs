@@ -18,7 +18,7 @@ use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::kafka::consumer::{group_lag, OffsetSource, OffsetStore, PartitionLag};
 use eventline_common::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::publish::OutputFormat;
 
@@ -54,7 +54,7 @@ pub enum GroupsCommand {
 }
 
 /// Where a group's offsets were read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OffsetsFrom {
     Database,
@@ -200,15 +200,19 @@ async fn broker_groups(kafka: &KafkaSettings) -> anyhow::Result<Vec<String>> {
 }
 
 /// The offset store of the configured database, or `None` (with the reason) when there is none.
-async fn open_store(settings: &DatabaseSettings) -> Result<OffsetStore, String> {
-    if let Some(path) = settings.url.strip_prefix("sqlite://") {
-        let path = path.split('?').next().unwrap_or(path);
-        if !Path::new(path).exists() {
-            return Err(format!("no database at {path}"));
-        }
+pub async fn open_store(settings: &DatabaseSettings) -> Result<OffsetStore, String> {
+    if let Some(path) = missing_sqlite_file(settings) {
+        return Err(format!("no database at {path}"));
     }
     let database = Database::connect(settings).await.map_err(|e| e.to_string())?;
     Ok(OffsetStore::new(database))
+}
+
+/// The path of the configured SQLite file when it does not exist (nothing can be stored there).
+pub fn missing_sqlite_file(settings: &DatabaseSettings) -> Option<String> {
+    let path = settings.url.strip_prefix("sqlite://")?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!Path::new(path).exists()).then(|| path.to_owned())
 }
 
 pub async fn run(config_file: Option<&Path>, args: GroupsArgs) -> anyhow::Result<()> {

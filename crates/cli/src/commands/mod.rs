@@ -4,3 +4,6 @@ pub mod setup;
 pub mod publish;
 pub mod tail;
 pub mod groups;
+pub mod replay;
+pub mod dlq;
+pub mod rebuild;

@@ -297,7 +297,9 @@ async fn decode(registry: &RegistryClient, message: &BorrowedMessage<'_>, option
     Some(record)
 }
 
-async fn decode_value(registry: &RegistryClient, payload: Option<&[u8]>) -> Result<serde_json::Value, String> {
+/// A record's value decoded through the registry with its writer schema, as JSON; or why it
+/// cannot be (a tombstone, not framed, an unknown schema id, bytes that do not fit the schema).
+pub async fn decode_value(registry: &RegistryClient, payload: Option<&[u8]>) -> Result<serde_json::Value, String> {
     let payload = payload.ok_or_else(|| "no value (a tombstone)".to_owned())?;
     let framed = avro::unframe(payload).map_err(|e| format!("not a framed Avro value: {e}"))?;
     let writer = registry
@@ -334,7 +336,8 @@ pub fn human_line(record: &TailRecord) -> String {
     line
 }
 
-fn short_name(full: &str) -> &str {
+/// `OrderPlaced` for `com.eventline.commerce.OrderPlaced`.
+pub fn short_name(full: &str) -> &str {
     full.rsplit('.').next().unwrap_or(full)
 }
 

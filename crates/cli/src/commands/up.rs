@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use clap::Args;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::{ConfigSource, Secret, Section};
 use eventline_common::contracts::Contracts;
 use eventline_common::db::{redact_url, Database, DatabaseSettings};
 use eventline_common::kafka::admin::ensure_catalog_topics;
@@ -25,6 +25,7 @@ use eventline_outbox_relay::{OutboxRelay, OutboxRelaySettings};
 use eventline_projector::{ProjectorApp, ProjectorSettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 
+use crate::admin::{self, AdminSettings, AdminState};
 use crate::settings::UpSettings;
 
 #[derive(Debug, Args)]
@@ -44,6 +45,7 @@ struct UpConfig {
     ingest: IngestSettings,
     outbox_relay: OutboxRelaySettings,
     projector: ProjectorSettings,
+    admin: AdminSettings,
     up: UpSettings,
 }
 
@@ -59,6 +61,7 @@ impl UpConfig {
             ingest: source.section(Section::Ingest)?,
             outbox_relay: source.section(Section::OutboxRelay)?,
             projector: source.section(Section::Projector)?,
+            admin: source.section(Section::Admin)?,
             up: source.section(Section::Up)?,
         })
     }
@@ -125,6 +128,21 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     let listener = eventline_common::http::bind(&config.projector.listen, "projector query API").await?;
     supervisor.spawn("projector", projector.run(listener, supervisor.token()));
 
+    let admin_token = admin_token(&config.admin, &config.up.data_dir)?;
+    let admin_state = AdminState::new(
+        admin_token,
+        config.kafka.clone(),
+        config.database.clone(),
+        config.schema_registry.clone(),
+        config.projector.clone(),
+        catalog.clone(),
+    )?;
+    let listener = eventline_common::http::bind(&config.admin.listen, "admin API").await?;
+    supervisor.spawn(
+        "admin-api",
+        eventline_common::http::serve(listener, admin::router(admin_state), supervisor.token()),
+    );
+
     if config.outbox_relay.is_enabled() {
         let relay = OutboxRelay::build(config.outbox_relay.clone(), publisher.clone(), metrics.clone()).await?;
         supervisor.spawn("outbox-relay", relay.run(supervisor.token()));
@@ -176,12 +194,45 @@ fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, cre
     println!("  schemas          {} registered", contracts.events().count());
     println!("  http ingest      http://{}/v1/events (OpenAPI at /openapi.json)", config.ingest.listen);
     println!("  read models      http://{}/v1/orders/{{id}}, /v1/customers/{{id}}[/orders]", config.projector.listen);
+    let token_from = if config.admin.token.is_empty() {
+        format!("token in {}", admin_token_file(&config.up.data_dir).display())
+    } else {
+        "token: admin.token".to_owned()
+    };
+    println!("  admin API        http://{}/admin/v1/groups ({token_from})", config.admin.listen);
     if config.outbox_relay.is_enabled() {
         println!("  outbox relay     on, table {}", config.outbox_relay.table);
     } else {
         println!("  outbox relay     off (set outbox_relay.database_url to an upstream PostgreSQL)");
     }
     println!("Press Ctrl-C to stop.");
+}
+
+fn admin_token_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin-token")
+}
+
+/// The configured admin token, or (locally, when none is configured) the one in
+/// `<data_dir>/admin-token`, made on first use and readable by this user only.
+fn admin_token(settings: &AdminSettings, data_dir: &Path) -> anyhow::Result<Secret> {
+    if !settings.token.is_empty() {
+        return Ok(settings.token.clone());
+    }
+    let file = admin_token_file(data_dir);
+    if let Ok(existing) = std::fs::read_to_string(&file) {
+        if !existing.trim().is_empty() {
+            return Ok(Secret::new(existing.trim()));
+        }
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&file).with_context(|| format!("cannot write {}", file.display()))?;
+    std::io::Write::write_all(&mut out, token.as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(Secret::new(token))
 }
 
 /// The port of a `127.0.0.1:PORT` / `localhost:PORT` bootstrap address, for the local broker.

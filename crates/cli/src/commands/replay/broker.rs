@@ -1,0 +1,210 @@
+//! What replay asks the broker: topics and partitions, a group's committed offsets, where each
+//! log starts and ends, offsets-for-times, committing offsets from outside the group, and the
+//! group's members. librdkafka calls block, so each runs in `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventline_common::kafka::consumer::TopicPartition;
+use eventline_common::kafka::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::error::ReplayError;
+
+/// How long one broker request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the broker gets to describe the group (Tansu drops the connection instead).
+const DESCRIBE_GROUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of the broker acting for `group` (never joining it: it does not subscribe).
+#[derive(Clone)]
+pub(super) struct GroupClient {
+    consumer: Arc<BaseConsumer>,
+    group: String,
+}
+
+/// What the broker said about the group's members.
+#[derive(Debug)]
+pub(super) enum BrokerMembers {
+    /// It answered: these members (empty: none).
+    Answered { state: String, members: Vec<BrokerMember> },
+    /// It did not answer, or answered without a usable state.
+    Unknown(String),
+}
+
+#[derive(Debug)]
+pub(super) struct BrokerMember {
+    pub id: String,
+    pub client_id: String,
+    pub host: String,
+}
+
+impl GroupClient {
+    pub(super) fn new(kafka: &KafkaSettings, group: &str) -> Result<Self, ReplayError> {
+        let consumer: BaseConsumer = kafka
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(ReplayError::kafka("cannot create the Kafka client"))?;
+        Ok(Self { consumer: Arc::new(consumer), group: group.to_owned() })
+    }
+
+    /// Runs `call` with the consumer on a blocking thread.
+    async fn blocking<T, F>(&self, call: F) -> Result<T, ReplayError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&BaseConsumer, &str) -> Result<T, ReplayError> + Send + 'static,
+    {
+        let client = self.clone();
+        tokio::task::spawn_blocking(move || call(&client.consumer, &client.group))
+            .await
+            .map_err(|e| ReplayError::Task(e.to_string()))?
+    }
+
+    /// Every topic with its partitions, internal topics (`__…`) left out.
+    pub(super) async fn topics(&self) -> Result<BTreeMap<String, Vec<i32>>, ReplayError> {
+        self.blocking(|consumer, _| {
+            let metadata =
+                consumer.fetch_metadata(None, REQUEST_TIMEOUT).map_err(ReplayError::kafka("cannot read the topics"))?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+                .map(|t| {
+                    let mut partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                    partitions.sort_unstable();
+                    (t.name().to_owned(), partitions)
+                })
+                .filter(|(_, partitions)| !partitions.is_empty())
+                .collect())
+        })
+        .await
+    }
+
+    /// The group's committed offsets on `partitions` (those without one are absent).
+    pub(super) async fn committed(
+        &self,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, i64>, ReplayError> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.blocking(move |consumer, _| {
+            let tpl = list(&partitions, Offset::Invalid)?;
+            let committed = consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(ReplayError::kafka("cannot read the group's committed offsets"))?;
+            Ok(committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) if offset >= 0 => Some(((e.topic().to_owned(), e.partition()), offset)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// (log start, log end) of each of `partitions`.
+    pub(super) async fn bounds(
+        &self,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, (i64, i64)>, ReplayError> {
+        self.blocking(move |consumer, _| {
+            let mut bounds = BTreeMap::new();
+            for (topic, partition) in partitions {
+                let marks = consumer
+                    .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
+                    .map_err(ReplayError::kafka("cannot read where a partition's log starts and ends"))?;
+                bounds.insert((topic, partition), marks);
+            }
+            Ok(bounds)
+        })
+        .await
+    }
+
+    /// The first offset at or after `millis` in each of `partitions` (absent when none is).
+    pub(super) async fn offsets_at(
+        &self,
+        partitions: Vec<TopicPartition>,
+        millis: i64,
+    ) -> Result<BTreeMap<TopicPartition, i64>, ReplayError> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.blocking(move |consumer, _| {
+            let found = consumer
+                .offsets_for_times(list(&partitions, Offset::Offset(millis))?, REQUEST_TIMEOUT)
+                .map_err(ReplayError::kafka("cannot look up offsets by time"))?;
+            Ok(found
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) if offset >= 0 => Some(((e.topic().to_owned(), e.partition()), offset)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Commits `offsets` for the group from outside it (no subscription, so no rebalance).
+    pub(super) async fn commit(&self, offsets: BTreeMap<TopicPartition, i64>) -> Result<(), ReplayError> {
+        self.blocking(move |consumer, group| {
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), offset) in &offsets {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(ReplayError::kafka("cannot build the offset list"))?;
+            }
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|source| ReplayError::Commit { group: group.to_owned(), source })
+        })
+        .await
+    }
+
+    /// DescribeGroups for this group.
+    pub(super) async fn members(&self) -> Result<BrokerMembers, ReplayError> {
+        self.blocking(|consumer, group| {
+            let list = match consumer.fetch_group_list(Some(group), DESCRIBE_GROUP_TIMEOUT) {
+                Ok(list) => list,
+                Err(error) => return Ok(BrokerMembers::Unknown(format!("DescribeGroups failed: {error}"))),
+            };
+            let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
+                return Ok(BrokerMembers::Unknown("DescribeGroups did not return the group".to_owned()));
+            };
+            let members: Vec<BrokerMember> = info
+                .members()
+                .iter()
+                .map(|m| BrokerMember {
+                    id: m.id().to_owned(),
+                    client_id: m.client_id().to_owned(),
+                    host: m.client_host().to_owned(),
+                })
+                .collect();
+            let state = info.state().to_owned();
+            // Without members, only a state that says "nobody is in it" is an answer: librdkafka
+            // does not expose the group's error code, and a failed describe has no state.
+            if members.is_empty() && !matches!(state.as_str(), "Empty" | "Dead") {
+                return Ok(BrokerMembers::Unknown(format!(
+                    "DescribeGroups answered with state `{state}` and no members"
+                )));
+            }
+            Ok(BrokerMembers::Answered { state, members })
+        })
+        .await
+    }
+}
+
+fn list(partitions: &[TopicPartition], offset: Offset) -> Result<TopicPartitionList, ReplayError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition_offset(topic, *partition, offset)
+            .map_err(ReplayError::kafka("cannot build the offset list"))?;
+    }
+    Ok(tpl)
+}
