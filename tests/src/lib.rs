@@ -55,7 +55,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Self {
-        let broker = Broker::start().await;
+        Self::start_on(Broker::start().await).await
+    }
+
+    /// The stack on `broker` (e.g. one with another storage engine).
+    pub async fn start_on(broker: Broker) -> Self {
         let registry = TestRegistry::start().await;
         let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
         let topics: Vec<(&str, i32)> = catalog.topics().iter().map(|t| (t.name.as_str(), t.partitions)).collect();

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use eventline_common::kafka::admin::{ensure_topics, TopicRequest};
-use eventline_common::kafka::local_broker::LocalBroker;
+use eventline_common::kafka::local_broker::{LocalBroker, SQLITE_STORAGE};
 use eventline_common::kafka::KafkaSettings;
 
 const READY: Duration = Duration::from_secs(30);
@@ -15,8 +15,13 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub async fn start() -> Self {
+        Self::start_with_storage(SQLITE_STORAGE).await
+    }
+
+    /// A broker with another Tansu `--storage-engine` (e.g. `memory://tansu/`).
+    pub async fn start_with_storage(storage: &str) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
-        let inner = LocalBroker::start(crate::free_port(), dir.path(), READY)
+        let inner = LocalBroker::start_with_storage(crate::free_port(), dir.path(), storage, READY)
             .await
             .unwrap_or_else(|e| panic!("cannot start the Tansu broker: {e}"));
         Self { inner, _dir: dir }

@@ -48,16 +48,31 @@ pub fn tansu_binary() -> Result<PathBuf, LocalBrokerError> {
 pub struct LocalBroker {
     port: u16,
     data_dir: PathBuf,
+    storage: String,
     child: Child,
 }
+
+/// Where Tansu keeps the log by default: SQLite in the data directory, so it survives restarts.
+pub const SQLITE_STORAGE: &str = "sqlite://tansu.db";
 
 impl LocalBroker {
     /// Starts Tansu on `127.0.0.1:port` with its log in `data_dir`, and waits until it answers.
     pub async fn start(port: u16, data_dir: &Path, ready_timeout: Duration) -> Result<Self, LocalBrokerError> {
+        Self::start_with_storage(port, data_dir, SQLITE_STORAGE, ready_timeout).await
+    }
+
+    /// Starts Tansu with another `--storage-engine`, e.g. `memory://tansu/` (benchmarks: Tansu
+    /// 0.6's SQLite engine serves fetches from a large log slowly).
+    pub async fn start_with_storage(
+        port: u16,
+        data_dir: &Path,
+        storage: &str,
+        ready_timeout: Duration,
+    ) -> Result<Self, LocalBrokerError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| LocalBrokerError::Io { path: data_dir.display().to_string(), source })?;
-        let child = spawn(port, data_dir)?;
-        let mut broker = Self { port, data_dir: data_dir.to_path_buf(), child };
+        let child = spawn(port, data_dir, storage)?;
+        let mut broker = Self { port, data_dir: data_dir.to_path_buf(), storage: storage.to_owned(), child };
         broker.wait_ready(ready_timeout).await?;
         Ok(broker)
     }
@@ -99,7 +114,7 @@ impl LocalBroker {
     /// Starts the process again on the same port and log, after [`kill`](Self::kill).
     pub async fn restart(&mut self, ready_timeout: Duration) -> Result<(), LocalBrokerError> {
         self.kill().await;
-        self.child = spawn(self.port, &self.data_dir)?;
+        self.child = spawn(self.port, &self.data_dir, &self.storage)?;
         self.wait_ready(ready_timeout).await
     }
 
@@ -141,7 +156,7 @@ pub async fn answers_metadata(bootstrap: &str) -> bool {
     .unwrap_or(false)
 }
 
-fn spawn(port: u16, data_dir: &Path) -> Result<Child, LocalBrokerError> {
+fn spawn(port: u16, data_dir: &Path, storage: &str) -> Result<Child, LocalBrokerError> {
     let binary = tansu_binary()?;
     let url = format!("tcp://127.0.0.1:{port}");
     let log_path = data_dir.join(LOG_FILE);
@@ -151,7 +166,7 @@ fn spawn(port: u16, data_dir: &Path) -> Result<Child, LocalBrokerError> {
     Command::new(&binary)
         .arg("broker")
         .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(["--storage-engine", storage])
         .current_dir(data_dir)
         // Tansu reads these from the environment too; ours must not leak in.
         .env_remove("SCHEMA_REGISTRY")

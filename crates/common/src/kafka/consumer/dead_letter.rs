@@ -14,7 +14,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::kafka::admin::{ensure_topics, AdminError, TopicRequest};
 use crate::kafka::KafkaSettings;
 
 /// Header names, in one place.
@@ -158,12 +157,6 @@ impl DeadLetterInfo {
         }
         headers
     }
-}
-
-/// Creates the dead-letter topic if it does not exist (one partition).
-pub async fn ensure_dead_letter_topic(kafka: &KafkaSettings, topic: &str, replication: i32) -> Result<(), AdminError> {
-    ensure_topics(kafka, &[TopicRequest { name: topic.to_owned(), partitions: 1, replication }]).await?;
-    Ok(())
 }
 
 /// Writes dead letters: idempotent, `acks=all`, one at a time, each awaited.
