@@ -34,7 +34,7 @@ use eventline_common::kafka::{KafkaSettings, Position};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_projector::domain::{Fact, ReadModel, Recorded};
 use eventline_projector::{ProjectorApp, ProjectorSettings};
-use eventline_registry::{RegistryApp, RegistrySettings};
+use eventline_e2e::TestRegistry as Registry;
 use eventline_testkit::{eventually, Broker, SqliteDatabase};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -50,36 +50,9 @@ const DLQ: &str = "billing.dlq";
 const RETRY: &str = "billing.retry";
 const MARKERS: &str = "billing.dlq.redrives";
 
-struct Registry {
-    url: String,
-    client: RegistryClient,
-    token: CancellationToken,
-    _db: SqliteDatabase,
-}
-
-impl Registry {
-    async fn start() -> Self {
-        let db_file = SqliteDatabase::create();
-        let settings = DatabaseSettings { url: db_file.url().to_owned(), ..DatabaseSettings::default() };
-        let database = Database::connect(&settings).await.unwrap();
-        let app = RegistryApp::build(RegistrySettings::default(), database, prometheus::Registry::new()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let token = CancellationToken::new();
-        tokio::spawn(app.run(listener, token.clone()));
-        Self { client: client(&url), url, token, _db: db_file }
-    }
-}
-
 /// A registry client with a cache of its own.
 fn client(url: &str) -> RegistryClient {
     RegistryClient::new(&SchemaRegistrySettings { url: url.to_owned(), ..SchemaRegistrySettings::default() }).unwrap()
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
 }
 
 /// A broker with the catalog's topics, the registry with the catalog's schemas, a producer.

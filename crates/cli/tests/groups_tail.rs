@@ -11,46 +11,15 @@ use eventline_common::contracts::Contracts;
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::publish::{prepare, Origin, Publisher};
-use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
-use eventline_registry::{RegistryApp, RegistrySettings};
+use eventline_e2e::TestRegistry as Registry;
 use eventline_testkit::{Broker, SqliteDatabase};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "customers";
 const EARLY: &str = "2026-01-01T00:00:00Z";
 const LATE: &str = "2026-06-01T00:00:00Z";
 const CUT: &str = "2026-03-01T00:00:00Z";
-
-struct Registry {
-    url: String,
-    client: RegistryClient,
-    token: CancellationToken,
-    _db: SqliteDatabase,
-}
-
-impl Registry {
-    async fn start() -> Self {
-        let db_file = SqliteDatabase::create();
-        let settings = DatabaseSettings { url: db_file.url().to_owned(), ..DatabaseSettings::default() };
-        let database = Database::connect(&settings).await.unwrap();
-        let app = RegistryApp::build(RegistrySettings::default(), database, prometheus::Registry::new()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let token = CancellationToken::new();
-        tokio::spawn(app.run(listener, token.clone()));
-        let client =
-            RegistryClient::new(&SchemaRegistrySettings { url: url.clone(), ..SchemaRegistrySettings::default() }).unwrap();
-        Self { url, client, token, _db: db_file }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
-}
 
 struct Stack {
     broker: Broker,
