@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventline_common::kafka::consumer::TopicPartition;
+use eventline_common::kafka::consumer::{offsets_of, TopicPartition};
 use eventline_common::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -97,14 +97,7 @@ impl GroupClient {
             let committed = consumer
                 .committed_offsets(tpl, REQUEST_TIMEOUT)
                 .map_err(ReplayError::kafka("cannot read the group's committed offsets"))?;
-            Ok(committed
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(offset) if offset >= 0 => Some(((e.topic().to_owned(), e.partition()), offset)),
-                    _ => None,
-                })
-                .collect())
+            Ok(offsets_of(&committed))
         })
         .await
     }
@@ -140,14 +133,7 @@ impl GroupClient {
             let found = consumer
                 .offsets_for_times(list(&partitions, Offset::Offset(millis))?, REQUEST_TIMEOUT)
                 .map_err(ReplayError::kafka("cannot look up offsets by time"))?;
-            Ok(found
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(offset) if offset >= 0 => Some(((e.topic().to_owned(), e.partition()), offset)),
-                    _ => None,
-                })
-                .collect())
+            Ok(offsets_of(&found))
         })
         .await
     }

@@ -107,7 +107,7 @@ pub use metrics::{ConsumerMetrics, Outcome};
 pub use offsets::{OffsetStore, OffsetStoreError, PartitionOffset};
 pub use progress::ConsumerProgress;
 pub use runtime::ConsumerRuntime;
-pub use start::TopicPartition;
+pub use start::{offsets_of, TopicPartition};
 
 use rdkafka::error::KafkaError;
 

@@ -31,14 +31,19 @@ pub(crate) fn committed<C: ConsumerContext>(
     partitions: &[TopicPartition],
 ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
     let committed = consumer.committed_offsets(list(partitions, Offset::Invalid)?, REQUEST_TIMEOUT)?;
-    Ok(committed
-        .elements()
+    Ok(offsets_of(&committed))
+}
+
+/// The partitions of `tpl` that carry a real offset (not `Invalid`, `End` or a negative one),
+/// as a broker answers committed offsets or offsets-for-times.
+pub fn offsets_of(tpl: &TopicPartitionList) -> BTreeMap<TopicPartition, i64> {
+    tpl.elements()
         .iter()
         .filter_map(|e| match e.offset() {
             Offset::Offset(offset) if offset >= 0 => Some(((e.topic().to_owned(), e.partition()), offset)),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 /// The offset `start` means in each of `partitions`: the low watermark (`earliest`), the high
