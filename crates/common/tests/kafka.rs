@@ -128,3 +128,35 @@ fn bare_envelope() -> Envelope {
         correlation_id: None,
     }
 }
+
+/// Tansu 0.6.0's SQLite schema has no key on record headers, so every fetched record scanned
+/// every header of the log; the local broker adds the index, and keeps it across restarts.
+#[tokio::test]
+async fn the_local_broker_indexes_record_headers() {
+    use eventline_common::kafka::local_broker::{LocalBroker, SQLITE_STORAGE};
+    use sqlx::{ConnectOptions as _, Row as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = LocalBroker::start_with_storage(eventline_testkit::free_port(), dir.path(), SQLITE_STORAGE, Duration::from_secs(30))
+        .await
+        .unwrap();
+    broker.restart(Duration::from_secs(30)).await.unwrap();
+    let path = broker.sqlite_path().unwrap();
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true).connect().await.unwrap();
+    let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_index_info('eventline_header_by_record') ORDER BY seqno")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(columns, ["topition", "offset_id"]);
+    let plan: Vec<String> = sqlx::query("EXPLAIN QUERY PLAN SELECT k, v FROM header WHERE topition = 1 AND offset_id = 7")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect();
+    assert!(plan.iter().any(|step| step.contains("eventline_header_by_record")), "{plan:?}");
+}
