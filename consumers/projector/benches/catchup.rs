@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use eventline_common::avro;
 use eventline_common::contracts::{Contracts, RegisteredEvent};
-use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::db::{Backend, Database, DatabaseSettings};
 use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::*;
 use eventline_common::kafka::consumer::{OffsetStore, PartitionOffset};
@@ -503,9 +503,9 @@ impl Baseline {
         let orders: Vec<&Order> = orders.iter().filter_map(|id| model.orders.get(id)).collect();
         let customers: Vec<&Customer> = customers.iter().filter_map(|id| model.customers.get(id)).collect();
         let payments: Vec<&Payment> = payments.iter().filter_map(|id| model.payments.get(id)).collect();
-        upsert_orders(&mut tx, &orders).await;
-        upsert_customers(&mut tx, &customers).await;
-        upsert_payments(&mut tx, &payments).await;
+        upsert_orders(&mut tx, db.backend(), &orders).await;
+        upsert_customers(&mut tx, db.backend(), &customers).await;
+        upsert_payments(&mut tx, db.backend(), &payments).await;
         OffsetStore::save(&mut tx, "bench-baseline", offsets).await.unwrap();
         tx.commit().await.unwrap();
     }
@@ -563,16 +563,16 @@ fn own_peak_rss_mb() -> f64 {
     peak_rss_mb(std::process::id())
 }
 
-/// The most bind parameters per statement, as the projector's store uses: sqlx-sqlite looks up
-/// every parameter's name, which SQLite finds by a linear scan, so a statement costs O(n²) in its
-/// parameters and ~100 is where more rows per statement stop paying.
-const MAX_PARAMETERS: usize = 120;
+/// The most bind parameters per statement, and the placeholders, as the projector's store uses:
+/// anonymous `?` on SQLite (sqlx-sqlite looks up every parameter's name, which SQLite finds by a
+/// linear scan of the named ones, so numbered parameters cost O(n²)), `$n` on PostgreSQL.
+const MAX_PARAMETERS: usize = 960;
 
 fn rows_per_statement(columns: usize) -> usize {
     (MAX_PARAMETERS / columns).max(1)
 }
 
-fn placeholders(rows: usize, columns: usize) -> String {
+fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut out = String::new();
     for row in 0..rows {
         if row > 0 {
@@ -583,7 +583,10 @@ fn placeholders(rows: usize, columns: usize) -> String {
             if column > 0 {
                 out.push(',');
             }
-            write!(out, "${}", row * columns + column + 1).unwrap();
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => write!(out, "${}", row * columns + column + 1).unwrap(),
+            }
         }
         out.push(')');
     }
@@ -594,7 +597,7 @@ fn millis(time: Option<DateTime<Utc>>) -> Option<i64> {
     time.map(|t| t.timestamp_millis())
 }
 
-async fn upsert_orders(tx: &mut sqlx::Transaction<'_, sqlx::Any>, orders: &[&Order]) {
+async fn upsert_orders(tx: &mut sqlx::Transaction<'_, sqlx::Any>, backend: Backend, orders: &[&Order]) {
     for chunk in orders.chunks(rows_per_statement(15)) {
         let sql = format!(
             "INSERT INTO projector_orders (order_id, customer_id, currency, total_minor, status, placed_at_ms, \
@@ -606,7 +609,7 @@ async fn upsert_orders(tx: &mut sqlx::Transaction<'_, sqlx::Any>, orders: &[&Ord
              tracking_number = excluded.tracking_number, captured_minor = excluded.captured_minor, \
              refunded_minor = excluded.refunded_minor, last_event_id = excluded.last_event_id, \
              last_event_ms = excluded.last_event_ms",
-            placeholders(chunk.len(), 15)
+            placeholders(backend, chunk.len(), 15)
         );
         let mut query = sqlx::query(&sql);
         for o in chunk {
@@ -631,7 +634,7 @@ async fn upsert_orders(tx: &mut sqlx::Transaction<'_, sqlx::Any>, orders: &[&Ord
     }
 }
 
-async fn upsert_customers(tx: &mut sqlx::Transaction<'_, sqlx::Any>, customers: &[&Customer]) {
+async fn upsert_customers(tx: &mut sqlx::Transaction<'_, sqlx::Any>, backend: Backend, customers: &[&Customer]) {
     for chunk in customers.chunks(rows_per_statement(8)) {
         let sql = format!(
             "INSERT INTO projector_customers (customer_id, email, name, registered_at_ms, order_count, \
@@ -639,7 +642,7 @@ async fn upsert_customers(tx: &mut sqlx::Transaction<'_, sqlx::Any>, customers: 
              email = excluded.email, name = excluded.name, registered_at_ms = excluded.registered_at_ms, \
              order_count = excluded.order_count, lifetime_value_minor = excluded.lifetime_value_minor, \
              last_event_id = excluded.last_event_id, last_event_ms = excluded.last_event_ms",
-            placeholders(chunk.len(), 8)
+            placeholders(backend, chunk.len(), 8)
         );
         let mut query = sqlx::query(&sql);
         for c in chunk {
@@ -657,7 +660,7 @@ async fn upsert_customers(tx: &mut sqlx::Transaction<'_, sqlx::Any>, customers: 
     }
 }
 
-async fn upsert_payments(tx: &mut sqlx::Transaction<'_, sqlx::Any>, payments: &[&Payment]) {
+async fn upsert_payments(tx: &mut sqlx::Transaction<'_, sqlx::Any>, backend: Backend, payments: &[&Payment]) {
     for chunk in payments.chunks(rows_per_statement(10)) {
         let sql = format!(
             "INSERT INTO projector_payments (payment_id, order_id, currency, status, authorized_minor, \
@@ -667,7 +670,7 @@ async fn upsert_payments(tx: &mut sqlx::Transaction<'_, sqlx::Any>, payments: &[
              captured_minor = excluded.captured_minor, refunded_minor = excluded.refunded_minor, \
              failure_reason = excluded.failure_reason, last_event_id = excluded.last_event_id, \
              last_event_ms = excluded.last_event_ms",
-            placeholders(chunk.len(), 10)
+            placeholders(backend, chunk.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for p in chunk {

@@ -229,13 +229,14 @@ pub struct ReadModel {
     pub orders: BTreeMap<String, Order>,
     pub customers: BTreeMap<String, Customer>,
     pub payments: BTreeMap<String, Payment>,
-    pub applied: BTreeSet<Uuid>,
+    /// The (time, id) of every event applied: a copy of an event carries both.
+    pub applied: BTreeSet<Stamp>,
 }
 
 impl ReadModel {
-    /// Applies `event` unless its id was applied before; `true` when it was applied.
+    /// Applies `event` unless it (its id and time) was applied before; `true` when it was applied.
     pub fn apply(&mut self, event: &Recorded) -> bool {
-        if !self.applied.insert(event.event_id()) {
+        if !self.applied.insert(event.stamp) {
             return false;
         }
         let fact = &event.fact;

@@ -1,7 +1,8 @@
 //! The read model as plain data and the fold that builds it from events (pure: no I/O).
 //!
 //! # Rules
-//! - An event is applied once: a second event with the same event id changes nothing.
+//! - An event is applied once: a second event with the same event id and time (every copy of
+//!   an event carries both) changes nothing.
 //! - Events of one aggregate on one topic arrive in order (same key, same partition), but the
 //!   topics (`orders`, `payments`, `customers`) interleave arbitrarily. So every rule that
 //!   crosses topics is commutative: the read model after a set of events is the same whatever

@@ -1,5 +1,6 @@
-//! Applying a batch in a fixed handful of statements, whatever its size: claim the event ids
-//! (one multi-row insert that answers with the ids it added: the new ones), the rows those events touch (one `IN` query per table), the pure fold
+//! Applying a batch in a fixed handful of statements, whatever its size: the events' (time, id)
+//! pairs applied before (one `IN (VALUES …)` query, answering only the duplicates) and an
+//! insert of the new ones, the rows those events touch (one `IN` query per table), the pure fold
 //! ([`ReadModel::apply`]) over them in memory, then multi-row inserts of the new ids and upserts
 //! of the rows that changed. Per event that is no round trip at all, where loading and saving
 //! each event's rows took four to seven.
@@ -11,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use eventline_common::db::Backend;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row as _};
@@ -23,28 +25,46 @@ use crate::domain::{Customer, Order, Payment, ReadModel, Recorded};
 type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
 impl Store {
-    /// Applies `events` in order on `conn` (inside the batch's transaction), skipping ids
+    /// Applies `events` in order on `conn` (inside the batch's transaction), skipping events
     /// applied before or earlier in the batch.
     pub(super) async fn apply_events(&self, conn: &mut AnyConnection, events: &[Recorded]) -> Result<Applied, StoreError> {
-        // Claim the batch's ids: the insert answers with the ids it added, so an id applied
-        // before (or twice in the batch) costs no second lookup.
-        let ids: Vec<String> = events.iter().map(|e| e.event_id().to_string()).collect();
-        let unique: Vec<&str> = ids.iter().map(String::as_str).collect::<BTreeSet<&str>>().into_iter().collect();
-        let mut claimed = BTreeSet::new();
-        for chunk in unique.chunks(self.tables.claim_applied.rows_per_statement()) {
-            let sql = self.tables.claim_applied.sql(chunk.len());
+        // Claim the batch's (time, id) pairs: look up which were applied before (usually none,
+        // so few rows come back), then insert the others. Both run under the write lock.
+        let backend = self.db.backend();
+        let stamps: Vec<(i64, String)> =
+            events.iter().map(|e| (e.stamp.time.timestamp_millis(), e.event_id().to_string())).collect();
+        let unique: Vec<&(i64, String)> = stamps.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut claimed: BTreeSet<(i64, String)> = unique.iter().map(|stamp| (*stamp).clone()).collect();
+        for chunk in unique.chunks(self.tables.applied_among.rows_per_statement()) {
+            let sql = self.tables.applied_among.sql(backend, chunk.len());
             let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
+            for (ms, id) in chunk {
+                query = query.bind(*ms).bind(id.as_str());
             }
             for row in query.fetch_all(&mut *conn).await? {
-                claimed.insert(row.try_get::<String, _>(0)?);
+                claimed.remove(&(row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
+            }
+        }
+        let new: Vec<&(i64, String)> = claimed.iter().collect();
+        for chunk in new.chunks(self.tables.claim_applied.rows_per_statement()) {
+            let sql = self.tables.claim_applied.sql(backend, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for (ms, id) in chunk {
+                query = query.bind(*ms).bind(id.as_str());
+            }
+            query.execute(&mut *conn).await?;
+        }
+        if self.has_legacy_applied(conn).await? {
+            let ids: Vec<String> = keys(claimed.iter().map(|(_, id)| id.as_str()));
+            for row in rows_among(conn, backend, &self.tables.legacy_applied, &ids).await? {
+                let id: String = row.try_get(0)?;
+                claimed.retain(|(_, claimed_id)| *claimed_id != id);
             }
         }
         let mut fresh = Vec::with_capacity(events.len());
-        for (event, id) in events.iter().zip(&ids) {
-            // The first event with a claimed id is applied; a repeat in the batch is a duplicate.
-            if claimed.remove(id.as_str()) {
+        for (event, stamp) in events.iter().zip(&stamps) {
+            // The first event with a claimed stamp is applied; a repeat in the batch is a duplicate.
+            if claimed.remove(stamp) {
                 fresh.push(event);
             }
         }
@@ -54,25 +74,13 @@ impl Store {
         }
 
         let order_ids = keys(fresh.iter().filter_map(|e| e.fact.order_id()));
-        let orders: BTreeMap<String, Order> = rows_among(conn, &self.tables.orders_among, &order_ids)
-            .await?
-            .iter()
-            .map(|row| order_from(row).map(|o| (o.order_id.clone(), o)))
-            .collect::<Result<_, _>>()?;
+        let orders = load(conn, backend, &self.tables.orders_among, &order_ids, order_from).await?;
         let mut customer_ids: BTreeSet<&str> = fresh.iter().filter_map(|e| e.fact.customer_id(None)).collect();
         customer_ids.extend(orders.values().filter_map(|o| o.customer_id.as_deref()));
         let customer_ids = keys(customer_ids);
-        let customers: BTreeMap<String, Customer> = rows_among(conn, &self.tables.customers_among, &customer_ids)
-            .await?
-            .iter()
-            .map(|row| customer_from(row).map(|c| (c.customer_id.clone(), c)))
-            .collect::<Result<_, _>>()?;
+        let customers = load(conn, backend, &self.tables.customers_among, &customer_ids, customer_from).await?;
         let payment_ids = keys(fresh.iter().filter_map(|e| e.fact.payment_id()));
-        let payments: BTreeMap<String, Payment> = rows_among(conn, &self.tables.payments_among, &payment_ids)
-            .await?
-            .iter()
-            .map(|row| payment_from(row).map(|p| (p.payment_id.clone(), p)))
-            .collect::<Result<_, _>>()?;
+        let payments = load(conn, backend, &self.tables.payments_among, &payment_ids, payment_from).await?;
 
         let mut model = ReadModel {
             orders: orders.clone(),
@@ -85,11 +93,11 @@ impl Store {
         }
 
         let changed_orders = changed(&model.orders, &orders);
-        insert_rows(conn, &self.tables.upsert_orders, &changed_orders, bind_order).await?;
+        insert_rows(conn, backend, &self.tables.upsert_orders, &changed_orders, bind_order).await?;
         let changed_customers = changed(&model.customers, &customers);
-        insert_rows(conn, &self.tables.upsert_customers, &changed_customers, bind_customer).await?;
+        insert_rows(conn, backend, &self.tables.upsert_customers, &changed_customers, bind_customer).await?;
         let changed_payments = changed(&model.payments, &payments);
-        insert_rows(conn, &self.tables.upsert_payments, &changed_payments, bind_payment).await?;
+        insert_rows(conn, backend, &self.tables.upsert_payments, &changed_payments, bind_payment).await?;
         Ok(outcome)
     }
 }
@@ -103,11 +111,55 @@ fn changed<'a, T: PartialEq>(after: &'a BTreeMap<String, T>, before: &BTreeMap<S
     after.iter().filter(|(key, row)| before.get(*key) != Some(*row)).map(|(_, row)| row).collect()
 }
 
+/// The rows whose key is one of `keys`, by key.
+async fn load<T: Keyed>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    statement: &ListStatement,
+    keys: &[String],
+    from_row: fn(&AnyRow) -> Result<T, StoreError>,
+) -> Result<BTreeMap<String, T>, StoreError> {
+    let mut rows = BTreeMap::new();
+    for row in rows_among(conn, backend, statement, keys).await? {
+        let row = from_row(&row)?;
+        rows.insert(row.key().to_owned(), row);
+    }
+    Ok(rows)
+}
+
+/// A row's primary key.
+trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for Order {
+    fn key(&self) -> &str {
+        &self.order_id
+    }
+}
+
+impl Keyed for Customer {
+    fn key(&self) -> &str {
+        &self.customer_id
+    }
+}
+
+impl Keyed for Payment {
+    fn key(&self) -> &str {
+        &self.payment_id
+    }
+}
+
 /// The rows whose key is one of `keys`, a statement per [`ListStatement::KEYS_PER_STATEMENT`].
-async fn rows_among(conn: &mut AnyConnection, statement: &ListStatement, keys: &[String]) -> Result<Vec<AnyRow>, StoreError> {
+async fn rows_among(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    statement: &ListStatement,
+    keys: &[String],
+) -> Result<Vec<AnyRow>, StoreError> {
     let mut rows = Vec::new();
     for chunk in keys.chunks(ListStatement::KEYS_PER_STATEMENT) {
-        let sql = statement.sql(chunk.len());
+        let sql = statement.sql(backend, chunk.len());
         let mut query = sqlx::query(&sql);
         for key in chunk {
             query = query.bind(key.as_str());
@@ -120,12 +172,13 @@ async fn rows_among(conn: &mut AnyConnection, statement: &ListStatement, keys: &
 /// Inserts (or upserts) `rows`, as many per statement as the statement takes.
 async fn insert_rows<'r, T>(
     conn: &mut AnyConnection,
+    backend: Backend,
     statement: &RowsStatement,
     rows: &'r [T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &'r T) -> AnyQuery<'q>,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(statement.rows_per_statement()) {
-        let sql = statement.sql(chunk.len());
+        let sql = statement.sql(backend, chunk.len());
         let mut query = sqlx::query(&sql);
         for row in chunk {
             query = bind(query, row);

@@ -6,6 +6,8 @@
 //! the same text for PostgreSQL and SQLite; should they ever differ, split the template here).
 //! The write lock row (`projector_write_lock`) is shared by every generation.
 
+use eventline_common::db::Backend;
+
 use crate::generations::{self, GenerationState};
 
 /// The shared write lock: every write transaction (a batch, a generation transition) updates it
@@ -60,9 +62,40 @@ CREATE TABLE {p}payments (
 );
 CREATE INDEX {p}payments_by_order ON {p}payments (order_id);
 CREATE TABLE {p}applied_events (
-    event_id TEXT PRIMARY KEY
+    event_ms BIGINT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (event_ms, event_id)
 );
 ";
+
+/// Rewrites a generation's `applied_events` from the first shape (keyed by the event id alone)
+/// to the one keyed by (event time, event id) (see [`crate::store`]). The ids already there
+/// keep time 0, "unknown": [`Tables::legacy_applied`] still finds them.
+pub const APPLIED_EVENTS_UPGRADE: &str = "
+CREATE TABLE {p}applied_events_upgrade AS SELECT event_id FROM {p}applied_events;
+DROP TABLE {p}applied_events;
+CREATE TABLE {p}applied_events (
+    event_ms BIGINT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (event_ms, event_id)
+);
+INSERT INTO {p}applied_events (event_ms, event_id) SELECT 0, event_id FROM {p}applied_events_upgrade;
+DROP TABLE {p}applied_events_upgrade
+";
+
+/// The time under which ids applied before the upgrade are kept.
+pub const UNKNOWN_TIME_MS: i64 = 0;
+
+/// The column names of a table (none when it does not exist), parameter: the table name.
+pub(crate) fn column_names(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info($1)",
+        Backend::Postgres => {
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+    }
+}
 
 /// The tables of a generation, in the order they are dropped.
 const TABLE_NAMES: [&str; 4] = ["orders", "customers", "payments", "applied_events"];
@@ -81,6 +114,12 @@ pub struct Tables {
     generation: i64,
     prefix: String,
     pub(crate) claim_applied: RowsStatement,
+    /// The (time, id) pairs among the given ones applied before.
+    pub(crate) applied_among: RowsStatement,
+    /// Ids among the given ones applied before the upgrade to time-keyed ids (time unknown).
+    pub(crate) legacy_applied: ListStatement,
+    /// 1 when any id applied before that upgrade is kept, else 0.
+    pub(crate) has_legacy_applied: String,
     pub(crate) upsert_orders: RowsStatement,
     pub(crate) upsert_customers: RowsStatement,
     pub(crate) upsert_payments: RowsStatement,
@@ -105,9 +144,20 @@ impl Tables {
         Self {
             generation,
             claim_applied: RowsStatement::new(
-                format!("INSERT INTO {p}applied_events (event_id) VALUES "),
-                1,
-                " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                format!("INSERT INTO {p}applied_events (event_ms, event_id) VALUES "),
+                2,
+                " ON CONFLICT (event_ms, event_id) DO NOTHING",
+            ),
+            applied_among: RowsStatement::new(
+                format!("SELECT event_ms, event_id FROM {p}applied_events WHERE (event_ms, event_id) IN (VALUES "),
+                2,
+                ")",
+            ),
+            legacy_applied: ListStatement::new(format!(
+                "SELECT event_id FROM {p}applied_events WHERE event_ms = {UNKNOWN_TIME_MS} AND event_id IN ("
+            )),
+            has_legacy_applied: format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {p}applied_events WHERE event_ms = {UNKNOWN_TIME_MS} LIMIT 1) AS legacy"
             ),
             upsert_orders: RowsStatement::new(
                 format!(
@@ -165,7 +215,7 @@ impl Tables {
             all_orders: format!("SELECT {ORDER_COLUMNS} FROM {p}orders"),
             all_customers: format!("SELECT {CUSTOMER_COLUMNS} FROM {p}customers"),
             all_payments: format!("SELECT {PAYMENT_COLUMNS} FROM {p}payments"),
-            all_applied: format!("SELECT event_id FROM {p}applied_events"),
+            all_applied: format!("SELECT event_ms, event_id FROM {p}applied_events"),
             prefix: p,
         }
     }
@@ -194,12 +244,13 @@ impl Tables {
 
     /// The statements that create this generation's tables and indexes.
     pub fn create_statements(&self) -> Vec<String> {
-        TABLES_DDL
-            .split(';')
-            .map(str::trim)
-            .filter(|statement| !statement.is_empty())
-            .map(|statement| statement.replace("{p}", &self.prefix))
-            .collect()
+        templated(TABLES_DDL, &self.prefix)
+    }
+
+    /// The statements that upgrade this generation's `applied_events` (see
+    /// [`APPLIED_EVENTS_UPGRADE`]).
+    pub fn upgrade_statements(&self) -> Vec<String> {
+        templated(APPLIED_EVENTS_UPGRADE, &self.prefix)
     }
 
     /// The statements that drop this generation's tables (with their indexes); absent tables
@@ -212,20 +263,36 @@ impl Tables {
     }
 }
 
-/// The most bind parameters one statement gets. PostgreSQL allows 65,535 and SQLite 32,766, but
-/// sqlx-sqlite looks up every parameter's name, which SQLite finds by a linear scan: a statement
-/// costs O(n²) in its parameters (at 1,000 that lookup was a quarter of the projector's CPU),
-/// and around 100 more rows per statement stop paying.
-const MAX_PARAMETERS: usize = 120;
+/// `template`'s `;`-separated statements with `{p}` replaced by `prefix`.
+fn templated(template: &str, prefix: &str) -> Vec<String> {
+    template
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(|statement| statement.replace("{p}", prefix))
+        .collect()
+}
 
-/// `$first, $first+1, …` for `count` parameters.
-fn placeholders(out: &mut String, first: usize, count: usize) {
+/// The most bind parameters one multi-row statement gets (PostgreSQL allows 65,535 and SQLite
+/// 32,766); past a few hundred, fewer statements stop paying.
+const MAX_PARAMETERS: usize = 960;
+
+/// `$first, $first+1, …` for `count` parameters on PostgreSQL; `?, ?, …` on SQLite. sqlx-sqlite
+/// asks SQLite for the name of every parameter it binds, which SQLite finds by a linear scan of
+/// the named ones: numbered (`$n`) parameters make a statement cost O(n²) in its parameters (at
+/// 1,000 that lookup was a quarter of the projector's CPU), anonymous ones have no name to find.
+fn placeholders(out: &mut String, backend: Backend, first: usize, count: usize) {
     for i in 0..count {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push('$');
-        out.push_str(&(first + i).to_string());
+        match backend {
+            Backend::Postgres => {
+                out.push('$');
+                out.push_str(&(first + i).to_string());
+            }
+            Backend::Sqlite => out.push('?'),
+        }
     }
 }
 
@@ -248,7 +315,7 @@ impl RowsStatement {
     }
 
     /// The statement for `rows` rows.
-    pub(crate) fn sql(&self, rows: usize) -> String {
+    pub(crate) fn sql(&self, backend: Backend, rows: usize) -> String {
         let mut sql = String::with_capacity(self.head.len() + self.tail.len() + rows * self.columns * 6);
         sql.push_str(&self.head);
         for row in 0..rows {
@@ -256,7 +323,7 @@ impl RowsStatement {
                 sql.push_str(", ");
             }
             sql.push('(');
-            placeholders(&mut sql, row * self.columns + 1, self.columns);
+            placeholders(&mut sql, backend, row * self.columns + 1, self.columns);
             sql.push(')');
         }
         sql.push_str(self.tail);
@@ -278,10 +345,10 @@ impl ListStatement {
     pub(crate) const KEYS_PER_STATEMENT: usize = MAX_PARAMETERS;
 
     /// The statement for `keys` keys.
-    pub(crate) fn sql(&self, keys: usize) -> String {
+    pub(crate) fn sql(&self, backend: Backend, keys: usize) -> String {
         let mut sql = String::with_capacity(self.head.len() + keys * 6 + 1);
         sql.push_str(&self.head);
-        placeholders(&mut sql, 1, keys);
+        placeholders(&mut sql, backend, 1, keys);
         sql.push(')');
         sql
     }
@@ -325,20 +392,38 @@ mod tests {
     #[test]
     fn multi_row_statements_number_their_parameters_row_after_row() {
         let tables = Tables::of(1);
-        let sql = tables.claim_applied.sql(3);
+        let sql = tables.claim_applied.sql(Backend::Postgres, 2);
         assert_eq!(
             sql,
-            "INSERT INTO projector_applied_events (event_id) VALUES ($1), ($2), ($3) \
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            "INSERT INTO projector_applied_events (event_ms, event_id) VALUES ($1, $2), ($3, $4) \
+             ON CONFLICT (event_ms, event_id) DO NOTHING"
         );
-        let sql = tables.upsert_customers.sql(2);
+        assert_eq!(
+            tables.applied_among.sql(Backend::Postgres, 2),
+            "SELECT event_ms, event_id FROM projector_applied_events \
+             WHERE (event_ms, event_id) IN (VALUES ($1, $2), ($3, $4))"
+        );
+        let sql = tables.upsert_customers.sql(Backend::Postgres, 2);
         assert!(sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10,"), "{sql}");
         assert!(sql.ends_with("last_event_ms = excluded.last_event_ms"), "{sql}");
         assert_eq!(
-            tables.payments_among.sql(2),
+            tables.payments_among.sql(Backend::Postgres, 2),
             format!("SELECT {PAYMENT_COLUMNS} FROM projector_payments WHERE payment_id IN ($1, $2)")
         );
         assert!(tables.upsert_orders.rows_per_statement() * 15 <= MAX_PARAMETERS);
+    }
+
+    #[test]
+    fn sqlite_statements_take_anonymous_parameters() {
+        let tables = Tables::of(1);
+        assert!(tables
+            .claim_applied
+            .sql(Backend::Sqlite, 2)
+            .contains("VALUES (?, ?), (?, ?) ON CONFLICT"));
+        assert!(tables
+            .legacy_applied
+            .sql(Backend::Sqlite, 3)
+            .ends_with("WHERE event_ms = 0 AND event_id IN (?, ?, ?)"));
     }
 
     #[test]
@@ -362,13 +447,16 @@ mod tests {
         let tables = Tables::of(7);
         assert_eq!(tables.prefix(), "projector_g7_");
         for sql in [
-            &tables.claim_applied.sql(2),
-            &tables.upsert_orders.sql(2),
-            &tables.upsert_customers.sql(2),
-            &tables.upsert_payments.sql(2),
-            &tables.orders_among.sql(2),
-            &tables.customers_among.sql(2),
-            &tables.payments_among.sql(2),
+            &tables.claim_applied.sql(Backend::Postgres, 2),
+            &tables.applied_among.sql(Backend::Postgres, 2),
+            &tables.legacy_applied.sql(Backend::Postgres, 2),
+            &tables.has_legacy_applied,
+            &tables.upsert_orders.sql(Backend::Postgres, 2),
+            &tables.upsert_customers.sql(Backend::Postgres, 2),
+            &tables.upsert_payments.sql(Backend::Postgres, 2),
+            &tables.orders_among.sql(Backend::Postgres, 2),
+            &tables.customers_among.sql(Backend::Postgres, 2),
+            &tables.payments_among.sql(Backend::Postgres, 2),
             &tables.order,
             &tables.customer,
             &tables.payments_of_order,
@@ -395,6 +483,11 @@ mod tests {
             tables.drop_statements()[3],
             "DROP TABLE IF EXISTS projector_g7_applied_events"
         );
+        let upgrade = tables.upgrade_statements();
+        assert_eq!(upgrade.len(), 5);
+        assert!(upgrade
+            .iter()
+            .all(|s| s.contains("projector_g7_applied_events") && !s.contains("{p}")));
     }
 
     #[test]

@@ -125,3 +125,71 @@ fn the_strategy_makes_redeliveries() {
         .count();
     assert!(with_duplicates > 0);
 }
+
+/// Read models created while applied ids were keyed by the id alone: `migrate` rewrites the
+/// table keyed by (time, id), and the ids already there (time unknown) still count as applied.
+async fn ids_applied_before_the_upgrade_still_count(backend: Backend) {
+    let (_guard, db) = TestDb::create(backend).await;
+    let store = Store::new(db.clone());
+    store.offsets().migrate().await.unwrap();
+    db.migrate(&eventline_projector::store::migrations())
+        .await
+        .unwrap();
+    let before = recorded(registered("c1", "a@example.com"));
+    sqlx::query("INSERT INTO projector_applied_events (event_id) VALUES ($1)")
+        .bind(before.event_id().to_string())
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let after = recorded(registered("c2", "b@example.com"));
+    let position = PartitionOffset {
+        topic: "customers".into(),
+        partition: 0,
+        next_offset: 2,
+    };
+    let outcome = store
+        .apply_batch("g", &[position], &[before.clone(), after.clone()])
+        .await
+        .unwrap();
+    assert_eq!((outcome.applied, outcome.duplicates), (1, 1));
+    assert!(store.customer("c1").await.unwrap().is_none(), "applied before the upgrade: skipped");
+    assert!(store.customer("c2").await.unwrap().is_some());
+    let applied = store.snapshot().await.unwrap().applied;
+    assert!(applied.contains(&after.stamp), "{applied:?}");
+    assert_eq!(applied.len(), 3, "the old id (time unknown), and both with their times: {applied:?}");
+}
+
+#[tokio::test]
+async fn ids_applied_before_the_upgrade_still_count_on_sqlite() {
+    ids_applied_before_the_upgrade_still_count(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn ids_applied_before_the_upgrade_still_count_on_postgres() {
+    ids_applied_before_the_upgrade_still_count(Backend::Postgres).await;
+}
+
+/// A copy of an event carries its id and its time; an id published again with another time is
+/// another event, applied (the store and the fold agree).
+#[tokio::test]
+async fn an_event_is_its_id_and_time() {
+    let (_guard, db) = TestDb::create(Backend::Sqlite).await;
+    let store = Store::new(db);
+    store.migrate().await.unwrap();
+    let first = recorded(placed("o1", "c1", 700, 1));
+    let copy = first.clone();
+    let mut later = first.clone();
+    later.stamp.time += chrono::Duration::seconds(5);
+    let events = [first, copy, later];
+    let position = PartitionOffset {
+        topic: "orders".into(),
+        partition: 0,
+        next_offset: 3,
+    };
+    let outcome = store.apply_batch("g", &[position], &events).await.unwrap();
+    assert_eq!((outcome.applied, outcome.duplicates), (2, 1));
+    assert_eq!(store.snapshot().await.unwrap(), ReadModel::fold(&events));
+}
