@@ -10,10 +10,10 @@ use eventline_common::catalog::Catalog;
 use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::{samples, OrderPlaced};
 use eventline_common::kafka::admin::{ensure_topics, topic_names, TopicRequest};
-use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
+use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, OutgoingRecord, ProducerSettings};
 use eventline_testkit::{unique, Broker};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 
 #[tokio::test]
@@ -74,6 +74,50 @@ async fn a_published_event_arrives_with_key_envelope_and_framed_value() {
     assert_eq!(framed.schema_id, SchemaId(42));
     let back: OrderPlaced = avro::decode(framed.body, &schema, None).unwrap();
     assert_eq!(back, order);
+}
+
+/// Dead letters and redrives publish records as they are: what lands is exactly what was given.
+#[tokio::test]
+async fn a_raw_record_lands_on_the_partition_asked_with_its_bytes_headers_and_time() {
+    let broker = Broker::start().await;
+    let settings = broker.kafka_settings();
+    let topic = unique("letters");
+    ensure_topics(&settings, &[TopicRequest { name: topic.clone(), partitions: 3, replication: 1 }]).await.unwrap();
+    let producer = EventProducer::new(&settings, &ProducerSettings::default()).unwrap();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "ce_id", value: Some(b"e-1".as_slice()) })
+        .insert(Header { key: "empty", value: None::<&[u8]> });
+    let timestamp = Utc::now().timestamp_millis() - 60_000;
+    let position = producer
+        .send_record(OutgoingRecord {
+            topic: &topic,
+            partition: Some(2),
+            key: None,
+            payload: Some(b"\0raw"),
+            headers,
+            timestamp: Some(timestamp),
+        })
+        .await
+        .unwrap();
+    assert_eq!((position.topic.as_str(), position.partition), (topic.as_str(), 2));
+
+    let consumer: StreamConsumer = settings
+        .client_config()
+        .set("group.id", unique("g"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, position.partition, Offset::Offset(position.offset)).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.unwrap().unwrap();
+    assert_eq!(message.offset(), position.offset);
+    assert_eq!(message.key(), None);
+    assert_eq!(message.payload(), Some(b"\0raw".as_slice()));
+    assert_eq!(message.timestamp().to_millis(), Some(timestamp));
+    let received: Vec<(&str, Option<&[u8]>)> =
+        message.headers().unwrap().iter().map(|h| (h.key, h.value)).collect();
+    assert_eq!(received, [("ce_id", Some(b"e-1".as_slice())), ("empty", None)]);
 }
 
 #[tokio::test]

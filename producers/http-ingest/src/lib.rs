@@ -7,8 +7,11 @@
 //! - `ingest`: the use case (scopes, validation, id claims, publishing), one outcome per event;
 //! - `auth`: bearer JWTs and the scope rule; `rate_limit`: a token bucket per client;
 //! - `idempotency`: keys, fingerprints and their store; `broker`: the readiness probe;
-//! - `publisher`: the publisher in use, replaced after a failed delivery;
 //! - `http`: routes, body parsing, extractors, problem+json answers; `metrics`: what is counted.
+//!
+//! Events go out through [`eventline_common::publish::Publisher`] over the event producer of
+//! [`eventline_common::kafka::producer`], which swaps in a fresh Kafka producer when a record is
+//! not acknowledged.
 
 pub mod app;
 pub mod auth;

@@ -1,9 +1,12 @@
 //! The event producer: idempotent, `acks=all`, answering only once the broker acknowledged.
+//! Everything published with an idempotent producer goes through [`EventProducer`]: events
+//! ([`OutgoingEvent`]) and records as they are ([`OutgoingRecord`]: dead letters, redrives).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
 use rdkafka::util::Timeout;
@@ -45,6 +48,31 @@ pub struct OutgoingEvent<'a> {
     pub key: &'a str,
     pub value: &'a [u8],
     pub envelope: &'a Envelope,
+}
+
+/// One record to publish as it is: raw key, payload and headers (dead letters, redrives).
+pub struct OutgoingRecord<'a> {
+    pub topic: &'a str,
+    /// `None`: the partitioner chooses by key.
+    pub partition: Option<i32>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub headers: OwnedHeaders,
+    /// Milliseconds since the Unix epoch; `None`: when it is handed over.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> OutgoingRecord<'a> {
+    fn into_future_record(self) -> FutureRecord<'a, [u8], [u8]> {
+        FutureRecord {
+            topic: self.topic,
+            partition: self.partition,
+            key: self.key,
+            payload: self.payload,
+            headers: Some(self.headers),
+            timestamp: self.timestamp,
+        }
+    }
 }
 
 /// How much later than [`ProducerSettings::delivery_timeout`] librdkafka's own message timeout
@@ -180,13 +208,32 @@ impl EventProducer {
         &self,
         event: OutgoingEvent<'_>,
     ) -> Result<impl std::future::Future<Output = Result<Position, ProduceError>> + Send + 'static, ProduceError> {
+        self.enqueue_record(OutgoingRecord {
+            topic: event.topic,
+            partition: None,
+            key: Some(event.key.as_bytes()),
+            payload: Some(event.value),
+            headers: event.envelope.to_headers(),
+            timestamp: Some(event.envelope.time.timestamp_millis()),
+        })
+        .await
+    }
+
+    /// Publishes one record as it is and waits for the broker's acknowledgement.
+    pub async fn send_record(&self, record: OutgoingRecord<'_>) -> Result<Position, ProduceError> {
+        self.enqueue_record(record).await?.await
+    }
+
+    /// [`enqueue`](Self::enqueue) for a record as it is: the one hand-over every send goes
+    /// through, with the same delivery deadline, ordering and retiring.
+    pub async fn enqueue_record(
+        &self,
+        record: OutgoingRecord<'_>,
+    ) -> Result<impl std::future::Future<Output = Result<Position, ProduceError>> + Send + 'static, ProduceError> {
         let timeout = self.shared.settings.delivery_timeout;
         let room_deadline = tokio::time::Instant::now() + timeout;
-        let mut record = FutureRecord::to(event.topic)
-            .key(event.key)
-            .payload(event.value)
-            .headers(event.envelope.to_headers())
-            .timestamp(event.envelope.time.timestamp_millis());
+        let topic = record.topic.to_owned();
+        let mut record = record.into_future_record();
         let (generation, delivery) = loop {
             // The read lock is held across the hand-over, so a retired producer gets no more records.
             let attempt = {
@@ -212,7 +259,6 @@ impl EventProducer {
             }
         };
         let deadline = tokio::time::Instant::now() + timeout;
-        let topic = event.topic.to_owned();
         let shared = self.shared.clone();
         // The delivery is watched by a task of its own, so a record that is not acknowledged
         // retires the producer even when the caller stopped waiting (a request that timed out).

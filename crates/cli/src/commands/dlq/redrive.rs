@@ -16,10 +16,9 @@ use eventline_common::catalog::Catalog;
 use eventline_common::kafka::admin::{ensure_topics, TopicRequest};
 use eventline_common::kafka::consumer::dead_letter::header;
 use eventline_common::kafka::consumer::RETRY_SUFFIX;
-use eventline_common::kafka::KafkaSettings;
-use rdkafka::error::KafkaError;
+use eventline_common::kafka::producer::{EventProducer, OutgoingRecord, ProduceError, ProducerSettings};
+use eventline_common::kafka::{KafkaSettings, Position};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -239,7 +238,7 @@ async fn send_all(
     ensure_topics(kafka, &[request])
         .await
         .map_err(|source| DlqError::MarkerTopic { topic: markers.clone(), source })?;
-    let mut sender = Sender::new(kafka)?;
+    let sender = Sender::new(kafka)?;
     let started = Instant::now();
     let total = outcome.planned.len();
     let mut reported: Option<Instant> = None;
@@ -251,7 +250,7 @@ async fn send_all(
         }
         let headers = redriven_headers(record, &plan.letter);
         match sender.send(&plan.target_topic, plan.target_partition, record.key(), record.payload(), headers).await {
-            Ok((target_partition, target_offset)) => {
+            Ok(Position { partition: target_partition, offset: target_offset, .. }) => {
                 let marker = RedriveMarker {
                     dlq_topic: plan.letter.topic.clone(),
                     dlq_partition: plan.letter.partition,
@@ -265,7 +264,6 @@ async fn send_all(
                 if let Err(error) = sender.record(&markers, &marker).await {
                     tracing::warn!(letter = %plan.letter, %error, "sent, but the redrive marker could not be written");
                     outcome.unrecorded.push(plan.letter.clone());
-                    sender.replace()?;
                 }
                 *outcome.sent_per_topic.entry(plan.target_topic.clone()).or_default() += 1;
                 outcome.sent.push(marker);
@@ -276,8 +274,6 @@ async fn send_all(
                     target_topic: plan.target_topic.clone(),
                     error: error.to_string(),
                 });
-                // A producer that failed a delivery may refuse every later one (see EventProducer).
-                sender.replace()?;
             }
         }
         let done = outcome.sent.len() + outcome.failed.len();
@@ -319,29 +315,29 @@ fn redriven_headers(record: &OwnedMessage, from: &LetterId) -> OwnedHeaders {
     headers.insert(Header { key: header::REDRIVEN_FROM, value: Some(from.as_bytes()) })
 }
 
-/// An idempotent, `acks=all` producer whose every send is awaited.
+/// Sends with the [`EventProducer`] (idempotent, `acks=all`, replaced after a record that was
+/// not acknowledged), every send awaited.
 struct Sender {
-    kafka: KafkaSettings,
-    producer: FutureProducer,
+    producer: EventProducer,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MarkerError {
+    #[error("cannot encode the redrive marker: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Send(#[from] ProduceError),
 }
 
 impl Sender {
     fn new(kafka: &KafkaSettings) -> Result<Self, DlqError> {
-        Ok(Self { kafka: kafka.clone(), producer: Self::create(kafka)? })
-    }
-
-    fn create(kafka: &KafkaSettings) -> Result<FutureProducer, DlqError> {
-        let mut config = kafka.client_config();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string());
-        config.create().map_err(|e| DlqError::kafka("create the Kafka producer", e))
-    }
-
-    fn replace(&mut self) -> Result<(), DlqError> {
-        self.producer = Self::create(&self.kafka)?;
-        Ok(())
+        let settings = ProducerSettings { delivery_timeout: DELIVERY_TIMEOUT, ..ProducerSettings::default() };
+        let producer = EventProducer::new(kafka, &settings).map_err(
+            |(ProduceError::Create(error) | ProduceError::NotAcknowledged(error))| {
+                DlqError::kafka("create the Kafka producer", error)
+            },
+        )?;
+        Ok(Self { producer })
     }
 
     /// Sends one record and waits for the acknowledgement; where it landed.
@@ -352,28 +348,16 @@ impl Sender {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: OwnedHeaders,
-    ) -> Result<(i32, i64), KafkaError> {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-        if let Some(partition) = partition {
-            record = record.partition(partition);
-        }
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(payload) = payload {
-            record = record.payload(payload);
-        }
-        match self.producer.send(record, DELIVERY_TIMEOUT).await {
-            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
-            Err((error, _)) => Err(error),
-        }
+    ) -> Result<Position, ProduceError> {
+        self.producer.send_record(OutgoingRecord { topic, partition, key, payload, headers, timestamp: None }).await
     }
 
     /// Writes `marker` to the marker topic.
-    async fn record(&self, topic: &str, marker: &RedriveMarker) -> Result<(), KafkaError> {
-        let value = serde_json::to_vec(marker).map_err(|_| KafkaError::Canceled)?;
+    async fn record(&self, topic: &str, marker: &RedriveMarker) -> Result<(), MarkerError> {
+        let value = serde_json::to_vec(marker).map_err(MarkerError::Encode)?;
         let key = marker.key();
-        self.send(topic, None, Some(key.as_bytes()), Some(&value), OwnedHeaders::new()).await.map(|_| ())
+        self.send(topic, None, Some(key.as_bytes()), Some(&value), OwnedHeaders::new()).await?;
+        Ok(())
     }
 }
 

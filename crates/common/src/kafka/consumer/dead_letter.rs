@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::kafka::producer::{EventProducer, OutgoingRecord, ProduceError, ProducerSettings};
 use crate::kafka::KafkaSettings;
 
 /// Header names, in one place.
@@ -159,19 +159,24 @@ impl DeadLetterInfo {
     }
 }
 
-/// Writes dead letters: idempotent, `acks=all`, one at a time, each awaited.
+/// How long a dead letter may wait for the broker's acknowledgement.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes dead letters with the [`EventProducer`] (idempotent, `acks=all`, replaced after a
+/// record that was not acknowledged), one at a time, each awaited.
 #[derive(Clone)]
 pub(crate) struct DeadLetterProducer {
-    producer: FutureProducer,
+    producer: EventProducer,
     topic: String,
     group: String,
 }
 
 impl DeadLetterProducer {
     pub(crate) fn new(kafka: &KafkaSettings, topic: String, group: String) -> Result<Self, KafkaError> {
-        let mut config = kafka.client_config();
-        config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000");
-        Ok(Self { producer: config.create()?, topic, group })
+        let settings = ProducerSettings { delivery_timeout: DELIVERY_TIMEOUT, ..ProducerSettings::default() };
+        let producer = EventProducer::new(kafka, &settings)
+            .map_err(|(ProduceError::Create(error) | ProduceError::NotAcknowledged(error))| error)?;
+        Ok(Self { producer, topic, group })
     }
 
     pub(crate) fn topic(&self) -> &str {
@@ -185,7 +190,7 @@ impl DeadLetterProducer {
         reason: DeadLetterReason,
         error: &str,
         attempts: u32,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), ProduceError> {
         let info = DeadLetterInfo {
             original_topic: message.topic().to_owned(),
             original_partition: message.partition(),
@@ -196,18 +201,15 @@ impl DeadLetterProducer {
             time: Utc::now(),
             group: self.group.clone(),
         };
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).headers(info.to_headers(message.headers()));
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        if let Some(value) = message.payload() {
-            record = record.payload(value);
-        }
-        match self.producer.send(record, Duration::from_secs(30)).await {
-            Ok(_) => Ok(()),
-            Err((error, _)) => Err(error),
-        }
+        let record = OutgoingRecord {
+            topic: &self.topic,
+            partition: None,
+            key: message.key(),
+            payload: message.payload(),
+            headers: info.to_headers(message.headers()),
+            timestamp: None,
+        };
+        self.producer.send_record(record).await.map(|_| ())
     }
 }
 
