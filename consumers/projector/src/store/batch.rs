@@ -1,6 +1,6 @@
-//! Applying a batch in a fixed handful of statements, whatever its size: the events' (time, id)
-//! pairs applied before (one `IN (VALUES …)` query, answering only the duplicates) and an
-//! insert of the new ones, the rows those events touch (one `IN` query per table), the pure fold
+//! Applying a batch in a fixed handful of statements, whatever its size: claim the events'
+//! (time, id) pairs (on PostgreSQL an insert answering with the new ones; on SQLite a lookup
+//! of the ones applied before, then an insert of the others), the rows those events touch (one `IN` query per table), the pure fold
 //! ([`ReadModel::apply`]) over them in memory, then multi-row inserts of the new ids and upserts
 //! of the rows the events touched. Per event that is no round trip at all, where loading and saving
 //! each event's rows took four to seven.
@@ -28,32 +28,16 @@ impl Store {
     /// Applies `events` in order on `conn` (inside the batch's transaction), skipping events
     /// applied before or earlier in the batch.
     pub(super) async fn apply_events(&self, conn: &mut AnyConnection, events: &[Recorded]) -> Result<Applied, StoreError> {
-        // Claim the batch's (time, id) pairs: look up which were applied before (usually none,
-        // so few rows come back), then insert the others. Both run under the write lock.
+        // Claim the batch's (time, id) pairs; an event applied before, or twice in the batch,
+        // is a duplicate.
         let backend = self.db.backend();
         let stamps: Vec<(i64, String)> =
             events.iter().map(|e| (e.stamp.time.timestamp_millis(), e.event_id().to_string())).collect();
         let unique: Vec<&(i64, String)> = stamps.iter().collect::<BTreeSet<_>>().into_iter().collect();
-        let mut claimed: BTreeSet<(i64, String)> = unique.iter().map(|stamp| (*stamp).clone()).collect();
-        for chunk in unique.chunks(self.tables.applied_among.rows_per_statement()) {
-            let sql = self.tables.applied_among.sql(backend, chunk.len());
-            let mut query = sqlx::query(&sql);
-            for (ms, id) in chunk {
-                query = query.bind(*ms).bind(id.as_str());
-            }
-            for row in query.fetch_all(&mut *conn).await? {
-                claimed.remove(&(row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
-            }
-        }
-        let new: Vec<&(i64, String)> = claimed.iter().collect();
-        for chunk in new.chunks(self.tables.claim_applied.rows_per_statement()) {
-            let sql = self.tables.claim_applied.sql(backend, chunk.len());
-            let mut query = sqlx::query(&sql);
-            for (ms, id) in chunk {
-                query = query.bind(*ms).bind(id.as_str());
-            }
-            query.execute(&mut *conn).await?;
-        }
+        let mut claimed = match backend {
+            Backend::Postgres => self.claim_returning(conn, &unique).await?,
+            Backend::Sqlite => self.claim_after_lookup(conn, &unique).await?,
+        };
         if self.has_legacy_applied(conn).await? {
             let ids: Vec<String> = keys(claimed.iter().map(|(_, id)| id.as_str()));
             for row in rows_among(conn, backend, &self.tables.legacy_applied, &ids).await? {
@@ -103,6 +87,55 @@ impl Store {
         insert_rows(conn, backend, &self.tables.upsert_payments, &payments, bind_payment).await?;
         Ok(outcome)
     }
+}
+
+impl Store {
+    /// Claims `stamps` with one insert per chunk that answers with the pairs it added (the new
+    /// ones): PostgreSQL checks the conflicts in the index as it inserts.
+    async fn claim_returning(
+        &self,
+        conn: &mut AnyConnection,
+        stamps: &[&(i64, String)],
+    ) -> Result<BTreeSet<(i64, String)>, StoreError> {
+        let mut claimed = BTreeSet::new();
+        for chunk in stamps.chunks(self.tables.claim_applied_returning.rows_per_statement()) {
+            let sql = self.tables.claim_applied_returning.sql(Backend::Postgres, chunk.len());
+            for row in bind_stamps(sqlx::query(&sql), chunk).fetch_all(&mut *conn).await? {
+                claimed.insert((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Claims `stamps` by looking up which were applied before (usually none, so few rows come
+    /// back), then inserting the others, under the write lock. On SQLite this costs about a
+    /// third of an insert answering with every new pair: sqlx-sqlite copies each returned value.
+    async fn claim_after_lookup(
+        &self,
+        conn: &mut AnyConnection,
+        stamps: &[&(i64, String)],
+    ) -> Result<BTreeSet<(i64, String)>, StoreError> {
+        let mut claimed: BTreeSet<(i64, String)> = stamps.iter().map(|stamp| (*stamp).clone()).collect();
+        for chunk in stamps.chunks(self.tables.applied_among.rows_per_statement()) {
+            let sql = self.tables.applied_among.sql(Backend::Sqlite, chunk.len());
+            for row in bind_stamps(sqlx::query(&sql), chunk).fetch_all(&mut *conn).await? {
+                claimed.remove(&(row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
+            }
+        }
+        let new: Vec<&(i64, String)> = claimed.iter().collect();
+        for chunk in new.chunks(self.tables.claim_applied.rows_per_statement()) {
+            let sql = self.tables.claim_applied.sql(Backend::Sqlite, chunk.len());
+            bind_stamps(sqlx::query(&sql), chunk).execute(&mut *conn).await?;
+        }
+        Ok(claimed)
+    }
+}
+
+fn bind_stamps<'q>(mut query: AnyQuery<'q>, stamps: &[&'q (i64, String)]) -> AnyQuery<'q> {
+    for (ms, id) in stamps {
+        query = query.bind(*ms).bind(id.as_str());
+    }
+    query
 }
 
 fn keys<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {

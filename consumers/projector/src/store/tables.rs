@@ -114,6 +114,8 @@ pub struct Tables {
     generation: i64,
     prefix: String,
     pub(crate) claim_applied: RowsStatement,
+    /// The same insert, answering with the pairs it added.
+    pub(crate) claim_applied_returning: RowsStatement,
     /// The (time, id) pairs among the given ones applied before.
     pub(crate) applied_among: RowsStatement,
     /// Ids among the given ones applied before the upgrade to time-keyed ids (time unknown).
@@ -147,6 +149,11 @@ impl Tables {
                 format!("INSERT INTO {p}applied_events (event_ms, event_id) VALUES "),
                 2,
                 " ON CONFLICT (event_ms, event_id) DO NOTHING",
+            ),
+            claim_applied_returning: RowsStatement::new(
+                format!("INSERT INTO {p}applied_events (event_ms, event_id) VALUES "),
+                2,
+                " ON CONFLICT (event_ms, event_id) DO NOTHING RETURNING event_ms, event_id",
             ),
             applied_among: RowsStatement::new(
                 format!("SELECT event_ms, event_id FROM {p}applied_events WHERE (event_ms, event_id) IN (VALUES "),
@@ -448,6 +455,7 @@ mod tests {
         assert_eq!(tables.prefix(), "projector_g7_");
         for sql in [
             &tables.claim_applied.sql(Backend::Postgres, 2),
+            &tables.claim_applied_returning.sql(Backend::Postgres, 2),
             &tables.applied_among.sql(Backend::Postgres, 2),
             &tables.legacy_applied.sql(Backend::Postgres, 2),
             &tables.has_legacy_applied,
