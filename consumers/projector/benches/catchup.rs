@@ -17,21 +17,20 @@
 //!    from start until its stored offsets reach every partition's end; its peak RSS (`VmHWM`);
 //! 4. **projector replay**: the same process after its offsets were reset to the earliest
 //!    (what `eventline replay --to-earliest` does for a database-offset group), re-reading the
-//!    whole backlog, every event a duplicate it drops by id.
+//!    whole backlog, every event a duplicate it drops by (time, id).
 //!
 //! Before those, the database side alone: the same kind of events, decoded in memory, applied
 //! by the projector's `Store::apply_batch` (what its handler calls per batch) and by the
 //! baseline writer, batch for batch, into two fresh databases; the two read models must come
-//! out equal. This part has no broker in it and runs at 1,000,000 events.
+//! out equal. This part has no broker in it, so it shows what the projector's database work
+//! costs against the plain upserts when the broker is not the limit.
 //!
-//! Why two parts: Tansu 0.6's SQLite engine serves fetches more slowly the longer the log (all
-//! four Kafka phases read ~1,500 events/s at 2,000 events, ~500/s at 5,000, and nothing within
-//! minutes at 20,000, the broker at 100% CPU in `pread`), and its `memory://` engine kept 12,015
-//! of 20,000 acknowledged records. So through Tansu the Kafka phases measure the broker; the
-//! database side shows what the projector itself costs. Point a real Kafka at it for the rest.
+//! Tansu's SQLite engine needs the header index the local broker adds (see
+//! `eventline_common::kafka::local_broker`): without it a fetch scans every header of the log,
+//! and 20,000 events were not read within minutes.
 //!
-//! Knobs: `CATCHUP_BENCH_STORE_EVENTS` (1,000,000), `CATCHUP_BENCH_EVENTS` (5,000 through the
-//! broker; 0 skips those phases), `CATCHUP_BENCH_STORAGE` (Tansu's storage engine,
+//! Knobs: `CATCHUP_BENCH_STORE_EVENTS` (1,000,000), `CATCHUP_BENCH_EVENTS` (1,000,000 through
+//! the broker; 0 skips those phases), `CATCHUP_BENCH_STORAGE` (Tansu's storage engine,
 //! `sqlite://tansu.db`), `CATCHUP_BENCH_DB` (`sqlite` or `postgres`; the machine's server at
 //! `TESTKIT_PG_URL`), `CATCHUP_BENCH_BATCH` (500 events per batch for the projector and the
 //! baselines alike), `CATCHUP_BENCH_DEADLINE_S` (900 per phase).
@@ -88,7 +87,7 @@ impl Row {
 }
 
 async fn run() {
-    let events = env_number("CATCHUP_BENCH_EVENTS", 5_000);
+    let events = env_number("CATCHUP_BENCH_EVENTS", 1_000_000);
     let batch = env_number("CATCHUP_BENCH_BATCH", 500) as usize;
     let deadline = Duration::from_secs(env_number("CATCHUP_BENCH_DEADLINE_S", 900));
     let backend = std::env::var("CATCHUP_BENCH_DB").unwrap_or_else(|_| "sqlite".to_owned());

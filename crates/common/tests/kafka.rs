@@ -11,9 +11,10 @@ use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::{samples, OrderPlaced};
 use eventline_common::kafka::admin::{ensure_topics, topic_names, TopicRequest};
 use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, OutgoingRecord, ProducerSettings};
+use eventline_common::kafka::{KafkaSettings, Position};
 use eventline_testkit::{unique, Broker};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
 #[tokio::test]
@@ -55,16 +56,7 @@ async fn a_published_event_arrives_with_key_envelope_and_framed_value() {
     assert_eq!(position.topic, topic);
     assert!(position.offset >= 0);
 
-    let consumer: StreamConsumer = settings
-        .client_config()
-        .set("group.id", unique("g"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&topic, position.partition, Offset::Offset(position.offset)).unwrap();
-    consumer.assign(&assignment).unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.unwrap().unwrap();
+    let message = read_back(&settings, &position).await;
     assert_eq!(message.key(), Some(order.order_id.as_bytes()));
     assert_eq!(message.offset(), position.offset);
     let received = Envelope::from_headers(message.headers().unwrap()).unwrap();
@@ -101,16 +93,7 @@ async fn a_raw_record_lands_on_the_partition_asked_with_its_bytes_headers_and_ti
         .unwrap();
     assert_eq!((position.topic.as_str(), position.partition), (topic.as_str(), 2));
 
-    let consumer: StreamConsumer = settings
-        .client_config()
-        .set("group.id", unique("g"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&topic, position.partition, Offset::Offset(position.offset)).unwrap();
-    consumer.assign(&assignment).unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.unwrap().unwrap();
+    let message = read_back(&settings, &position).await;
     assert_eq!(message.offset(), position.offset);
     assert_eq!(message.key(), None);
     assert_eq!(message.payload(), Some(b"\0raw".as_slice()));
@@ -118,6 +101,21 @@ async fn a_raw_record_lands_on_the_partition_asked_with_its_bytes_headers_and_ti
     let received: Vec<(&str, Option<&[u8]>)> =
         message.headers().unwrap().iter().map(|h| (h.key, h.value)).collect();
     assert_eq!(received, [("ce_id", Some(b"e-1".as_slice())), ("empty", None)]);
+}
+
+/// The record at `position`, read with a consumer assigned there.
+async fn read_back(settings: &KafkaSettings, position: &Position) -> OwnedMessage {
+    let consumer: StreamConsumer = settings
+        .client_config()
+        .set("group.id", unique("g"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&position.topic, position.partition, Offset::Offset(position.offset)).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.unwrap().unwrap();
+    message.detach()
 }
 
 #[tokio::test]
