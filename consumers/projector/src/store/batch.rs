@@ -1,9 +1,9 @@
 //! Applying a batch in a fixed handful of statements, whatever its size: claim the events'
 //! (time, id) pairs (on PostgreSQL an insert answering with the new ones; on SQLite a lookup
-//! of the ones applied before, then an insert of the others), the rows those events touch (one `IN` query per table), the pure fold
-//! ([`ReadModel::apply`]) over them in memory, then multi-row inserts of the new ids and upserts
-//! of the rows the events touched. Per event that is no round trip at all, where loading and saving
-//! each event's rows took four to seven.
+//! of the ones applied before, then an insert of the others), load the rows those events touch
+//! (one `IN` query per table), run the pure fold ([`ReadModel::apply`]) over them in memory,
+//! then upsert the rows the events touched. Per event that is no round trip at all, where
+//! loading and saving each event's rows took four to seven.
 //!
 //! The fold sees every row an event can touch: orders and payments by the ids in the events,
 //! customers by the ids in the events plus the customers of the loaded orders (a capture or a

@@ -3,7 +3,7 @@
 //!
 //! A [`Store`] is bound to the tables of one generation (see [`crate::generations`]);
 //! [`Store::new`] is generation 1, the original tables. A batch loads the rows its events touch,
-//! applies the events with the in-memory fold and writes the rows that changed, in one
+//! applies the events with the in-memory fold and writes the rows they touched, in one
 //! transaction and a handful of statements (see `batch`), so the database holds what the
 //! in-memory fold holds. Each event's (time, id) goes to `…applied_events`; one seen before is
 //! skipped. The time is part of the key so that the ids, random UUIDs, are stored in time
@@ -11,9 +11,11 @@
 //! page per id all over it (at a million events that was most of a batch's cost). Every copy
 //! of an event (a redelivery, a replay, a redrive, the outbox relay re-sending after a crash,
 //! an HTTP retry answered from the idempotency store) carries its time unchanged; an upstream
-//! that publishes an id again with another time has published a new event. Write transactions first update `projector_write_lock`, so concurrent
-//! partitions (and generation swaps) apply one at a time; then a batch checks, under that lock,
-//! that its generation may still be written ([`StoreError::NotWritable`] otherwise).
+//! that publishes an id again with another time has published a new event.
+//!
+//! Write transactions first update `projector_write_lock`, so concurrent partitions (and generation
+//! swaps) apply one at a time; then a batch checks, under that lock, that its generation may still
+//! be written ([`StoreError::NotWritable`] otherwise).
 
 mod batch;
 mod columns;

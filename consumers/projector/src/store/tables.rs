@@ -16,10 +16,25 @@ pub const LOCK: &str = "UPDATE projector_write_lock SET version = version + 1 WH
 /// The state of a generation, read in a batch's transaction (under the lock).
 pub const GENERATION_STATE: &str = "SELECT state FROM projector_generations WHERE generation = $1";
 
-/// The tables of a generation, created with the columns and indexes of migration 4000
-/// (`{p}` is the table prefix). Keep in step with `migrations/*/4000_projector_read_model.sql`;
-/// a test compares the two.
-pub const TABLES_DDL: &str = "
+/// The applied-events table of a generation: in [`TABLES_DDL`] and, the same text, in
+/// [`APPLIED_EVENTS_UPGRADE`].
+macro_rules! applied_events_ddl {
+    () => {
+        "
+CREATE TABLE {p}applied_events (
+    event_ms BIGINT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (event_ms, event_id)
+);
+"
+    };
+}
+
+/// The tables of a generation, created with the columns and indexes generation 1 has after
+/// migration 4000 and [`APPLIED_EVENTS_UPGRADE`] (`{p}` is the table prefix). Keep in step with
+/// `migrations/*/4000_projector_read_model.sql`; a test compares the two.
+pub const TABLES_DDL: &str = concat!(
+    "
 CREATE TABLE {p}orders (
     order_id TEXT PRIMARY KEY,
     customer_id TEXT,
@@ -61,27 +76,24 @@ CREATE TABLE {p}payments (
     last_event_ms BIGINT NOT NULL
 );
 CREATE INDEX {p}payments_by_order ON {p}payments (order_id);
-CREATE TABLE {p}applied_events (
-    event_ms BIGINT NOT NULL,
-    event_id TEXT NOT NULL,
-    PRIMARY KEY (event_ms, event_id)
+",
+    applied_events_ddl!()
 );
-";
 
 /// Rewrites a generation's `applied_events` from the first shape (keyed by the event id alone)
 /// to the one keyed by (event time, event id) (see [`crate::store`]). The ids already there
 /// keep time 0, "unknown": [`Tables::legacy_applied`] still finds them.
-pub const APPLIED_EVENTS_UPGRADE: &str = "
+pub const APPLIED_EVENTS_UPGRADE: &str = concat!(
+    "
 CREATE TABLE {p}applied_events_upgrade AS SELECT event_id FROM {p}applied_events;
 DROP TABLE {p}applied_events;
-CREATE TABLE {p}applied_events (
-    event_ms BIGINT NOT NULL,
-    event_id TEXT NOT NULL,
-    PRIMARY KEY (event_ms, event_id)
-);
+",
+    applied_events_ddl!(),
+    "
 INSERT INTO {p}applied_events (event_ms, event_id) SELECT 0, event_id FROM {p}applied_events_upgrade;
 DROP TABLE {p}applied_events_upgrade
-";
+"
+);
 
 /// The time under which ids applied before the upgrade are kept.
 pub const UNKNOWN_TIME_MS: i64 = 0;
@@ -493,6 +505,7 @@ mod tests {
         );
         let upgrade = tables.upgrade_statements();
         assert_eq!(upgrade.len(), 5);
+        assert!(upgrade[3].contains(&format!("SELECT {UNKNOWN_TIME_MS}, event_id")), "{}", upgrade[3]);
         assert!(upgrade
             .iter()
             .all(|s| s.contains("projector_g7_applied_events") && !s.contains("{p}")));

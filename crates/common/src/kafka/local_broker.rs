@@ -71,8 +71,8 @@ impl LocalBroker {
         Self::start_with_storage(port, data_dir, SQLITE_STORAGE, ready_timeout).await
     }
 
-    /// Starts Tansu with another `--storage-engine`, e.g. `memory://tansu/` (benchmarks: Tansu
-    /// 0.6's SQLite engine serves fetches from a large log slowly).
+    /// Starts Tansu with another `--storage-engine`, e.g. `memory://tansu/` or another SQLite
+    /// file (benchmarks choose it).
     pub async fn start_with_storage(
         port: u16,
         data_dir: &Path,

@@ -42,6 +42,15 @@ pub enum ProduceError {
     NotAcknowledged(#[source] KafkaError),
 }
 
+impl ProduceError {
+    /// The Kafka client's error underneath, for callers that report Kafka errors.
+    pub fn into_kafka(self) -> KafkaError {
+        match self {
+            ProduceError::Create(error) | ProduceError::NotAcknowledged(error) => error,
+        }
+    }
+}
+
 /// One record to publish: the Confluent-framed value, the aggregate key and the envelope.
 pub struct OutgoingEvent<'a> {
     pub topic: &'a str,

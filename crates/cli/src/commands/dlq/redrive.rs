@@ -332,11 +332,8 @@ enum MarkerError {
 impl Sender {
     fn new(kafka: &KafkaSettings) -> Result<Self, DlqError> {
         let settings = ProducerSettings { delivery_timeout: DELIVERY_TIMEOUT, ..ProducerSettings::default() };
-        let producer = EventProducer::new(kafka, &settings).map_err(
-            |(ProduceError::Create(error) | ProduceError::NotAcknowledged(error))| {
-                DlqError::kafka("create the Kafka producer", error)
-            },
-        )?;
+        let producer = EventProducer::new(kafka, &settings)
+            .map_err(|error| DlqError::kafka("create the Kafka producer", error.into_kafka()))?;
         Ok(Self { producer })
     }
 

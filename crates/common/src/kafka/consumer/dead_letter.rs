@@ -175,7 +175,7 @@ impl DeadLetterProducer {
     pub(crate) fn new(kafka: &KafkaSettings, topic: String, group: String) -> Result<Self, KafkaError> {
         let settings = ProducerSettings { delivery_timeout: DELIVERY_TIMEOUT, ..ProducerSettings::default() };
         let producer = EventProducer::new(kafka, &settings)
-            .map_err(|(ProduceError::Create(error) | ProduceError::NotAcknowledged(error))| error)?;
+            .map_err(ProduceError::into_kafka)?;
         Ok(Self { producer, topic, group })
     }
 
