@@ -23,9 +23,18 @@ pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
+/// `listener` with Nagle's algorithm off, which the connections it accepts inherit: a response
+/// written in more than one piece is not held back waiting for the client's delayed ACK.
+pub fn without_nagle(listener: TcpListener) -> TcpListener {
+    if let Err(error) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+        tracing::warn!(%error, "cannot turn Nagle's algorithm off on the listener");
+    }
+    listener
+}
+
 /// Serves `router` until `token` is cancelled, then finishes in-flight requests.
 pub async fn serve(listener: TcpListener, router: Router, token: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(listener, router)
+    axum::serve(without_nagle(listener), router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     Ok(())

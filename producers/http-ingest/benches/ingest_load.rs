@@ -14,7 +14,9 @@
 //! Bounded: a fixed number of events per phase, each phase under a deadline. Knobs:
 //! `INGEST_BENCH_EVENTS` (20000 per throughput phase), `INGEST_BENCH_SECONDS` (10),
 //! `INGEST_BENCH_BATCHES` (`100,500`), `INGEST_BENCH_CLIENTS` (8), `INGEST_BENCH_LINGER_MS`
-//! (1, both producers), `INGEST_BENCH_ROUNDS` (3 alternating rounds; the median is shown).
+//! (1, both producers), `INGEST_BENCH_ROUNDS` (3 alternating rounds; the median is shown),
+//! `INGEST_BENCH_STORAGE` (Tansu's `--storage-engine`: `sqlite://tansu.db`, as `eventline up`
+//! runs it, or e.g. `memory://tansu/` to see what the broker's log costs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant};
 use eventline_common::catalog::Catalog;
 use eventline_common::contracts::Contracts;
 use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::envelope::TraceParent;
 use eventline_common::events::samples;
+use eventline_common::kafka::local_broker::SQLITE_STORAGE;
 use eventline_common::kafka::producer::EventProducer;
 use eventline_common::publish::{prepare, Origin, PreparedEvent, Publisher};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
@@ -88,7 +92,9 @@ async fn run() {
     let linger_ms = env_number("INGEST_BENCH_LINGER_MS", 1);
     let rounds = env_number("INGEST_BENCH_ROUNDS", 3).max(1);
     let seconds = env_number("INGEST_BENCH_SECONDS", 10) as u64;
-    let broker = Broker::start().await;
+    let storage = std::env::var("INGEST_BENCH_STORAGE").unwrap_or_else(|_| SQLITE_STORAGE.to_owned());
+    println!("broker: Tansu with --storage-engine {storage}; linger {linger_ms} ms");
+    let broker = Broker::start_with_storage(&storage).await;
     let registry_db = SqliteDatabase::create();
     let registry_url = start_registry(&registry_db).await;
     let client =
@@ -124,8 +130,10 @@ async fn run() {
         .set("linger.ms", producer_settings.linger.as_millis().to_string())
         .set("message.timeout.ms", producer_settings.delivery_timeout.as_millis().to_string());
     let raw: FutureProducer = raw_config.create().unwrap();
-    let origin = Origin { source: "/bench".into(), traceparent: None, correlation_id: None };
-    let prepared: Vec<PreparedEvent> = (0..events).map(|i| prepare(&contracts, &order(i), &origin).unwrap()).collect();
+    // The same records ingest writes: ingest starts a trace per request and puts its
+    // `traceparent` in the headers, so the raw producer's events carry one too.
+    let origin = || Origin { source: "/bench".into(), traceparent: Some(TraceParent::new_root()), correlation_id: None };
+    let prepared: Vec<PreparedEvent> = (0..events).map(|i| prepare(&contracts, &order(i), &origin()).unwrap()).collect();
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
 
     println!("warming up …");

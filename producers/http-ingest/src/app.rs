@@ -106,7 +106,7 @@ impl IngestApp {
     pub async fn run(self, listener: TcpListener, token: CancellationToken) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_expired(self.state.ingest.clone(), self.purge_interval, token.clone()));
         let service = self.router().into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, service)
+        let served = axum::serve(eventline_common::http::without_nagle(listener), service)
             .with_graceful_shutdown(token.clone().cancelled_owned())
             .await
             .context("the ingest service's HTTP server failed");
