@@ -40,6 +40,10 @@ use rdkafka::util::Timeout;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator the service binaries run with, so ingest here runs as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RATE: u64 = 1000;
 const PHASE_DEADLINE: Duration = Duration::from_secs(180);
 
