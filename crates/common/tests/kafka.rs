@@ -202,3 +202,46 @@ async fn the_local_broker_indexes_record_headers() {
         .collect();
     assert!(plan.iter().any(|step| step.contains("eventline_header_by_record")), "{plan:?}");
 }
+
+/// Tansu checkpoints its SQLite log only once the write-ahead log holds 1,000 pages, inside a
+/// produce; the local broker checkpoints it every few milliseconds instead, so a handful of
+/// records reaches the database file itself at once (without it, the file would not change).
+#[tokio::test]
+async fn the_local_broker_checkpoints_its_log_as_it_goes() {
+    use eventline_common::kafka::local_broker::{LocalBroker, SQLITE_STORAGE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = LocalBroker::start_with_storage(eventline_testkit::free_port(), dir.path(), SQLITE_STORAGE, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let settings = KafkaSettings::for_bootstrap(broker.bootstrap_servers());
+    let topic = unique("checkpointed");
+    ensure_topics(&settings, &[TopicRequest { name: topic.clone(), partitions: 1, replication: 1 }]).await.unwrap();
+    let path = broker.sqlite_path().unwrap();
+    let database_size = || std::fs::metadata(&path).unwrap().len();
+    // Whatever creating the topic wrote has reached the file before the records are sent.
+    let mut settled = database_size();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while database_size() != settled {
+        settled = database_size();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let producer = EventProducer::new(&settings, &ProducerSettings::default()).unwrap();
+    let payload = vec![b'x'; 4096];
+    for _ in 0..20 {
+        let record = OutgoingRecord {
+            topic: &topic,
+            partition: Some(0),
+            key: None,
+            payload: Some(&payload),
+            headers: OwnedHeaders::new(),
+            timestamp: None,
+        };
+        producer.send_record(record).await.unwrap();
+    }
+    eventline_testkit::eventually("the records to reach the database file", Duration::from_secs(10), || async {
+        (database_size() >= settled + 20 * 4096).then_some(())
+    })
+    .await;
+}
