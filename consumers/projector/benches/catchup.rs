@@ -61,6 +61,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use uuid::Uuid;
 
+/// The allocator the `eventline-projector` binary runs with, for the phases in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOPICS: [&str; 3] = ["orders", "payments", "customers"];
 
 fn env_number(name: &str, default: u64) -> u64 {
