@@ -98,8 +98,7 @@ impl LocalBroker {
         let mut broker =
             Self { port, data_dir: data_dir.to_path_buf(), storage: storage.to_owned(), child, checkpointer: None };
         broker.wait_ready(ready_timeout).await?;
-        broker.index_headers().await?;
-        broker.start_checkpointing();
+        broker.tend_log().await?;
         Ok(broker)
     }
 
@@ -143,9 +142,7 @@ impl LocalBroker {
         self.kill().await;
         self.child = spawn(self.port, &self.data_dir, &self.storage)?;
         self.wait_ready(ready_timeout).await?;
-        self.index_headers().await?;
-        self.start_checkpointing();
-        Ok(())
+        self.tend_log().await
     }
 
     /// The SQLite file of the log, when the storage engine is `sqlite://`.
@@ -154,11 +151,13 @@ impl LocalBroker {
         Some(self.data_dir.join(file))
     }
 
-    /// Adds the index on Tansu's `header` table (see the module docs), once the broker has created
-    /// its tables; a no-op when it exists or the storage is not SQLite. Runs before any client is
-    /// told where the broker is, so nothing writes beside it.
-    async fn index_headers(&self) -> Result<(), LocalBrokerError> {
-        use sqlx::{ConnectOptions as _, Connection as _, Executor as _};
+    /// The two changes to Tansu's SQLite log (see the module docs), once the broker has created
+    /// its tables; a no-op when the storage is not SQLite. Adds the index on its `header` table
+    /// (if missing), then checkpoints the log from the same connection while the broker runs.
+    /// Runs before any client is told where the broker is, so nothing writes beside the index.
+    async fn tend_log(&mut self) -> Result<(), LocalBrokerError> {
+        use sqlx::{ConnectOptions as _, Executor as _};
+        self.stop_checkpointing();
         let Some(path) = self.sqlite_path() else { return Ok(()) };
         let io_error = |source| LocalBrokerError::IndexHeaders { path: path.display().to_string(), source };
         let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
@@ -168,12 +167,8 @@ impl LocalBroker {
             .await
             .map_err(io_error)?;
         conn.execute(HEADER_INDEX).await.map_err(io_error)?;
-        conn.close().await.map_err(io_error)
-    }
-
-    fn start_checkpointing(&mut self) {
-        self.stop_checkpointing();
-        self.checkpointer = self.sqlite_path().map(|path| tokio::spawn(checkpoint_log(path)));
+        self.checkpointer = Some(tokio::spawn(checkpoint_log(conn)));
+        Ok(())
     }
 
     fn stop_checkpointing(&mut self) {
@@ -213,16 +208,9 @@ impl Drop for LocalBroker {
     }
 }
 
-/// Checkpoints the SQLite log at `path` every [`CHECKPOINT_EVERY`] until aborted.
-async fn checkpoint_log(path: PathBuf) {
-    use sqlx::{ConnectOptions as _, Executor as _};
-    let mut conn = match sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await {
-        Ok(conn) => conn,
-        Err(error) => {
-            tracing::warn!(%error, path = %path.display(), "cannot open the broker's log to checkpoint it; Tansu will");
-            return;
-        }
-    };
+/// Checkpoints the SQLite log `conn` is open on every [`CHECKPOINT_EVERY`] until aborted.
+async fn checkpoint_log(mut conn: sqlx::SqliteConnection) {
+    use sqlx::Executor as _;
     let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
