@@ -8,13 +8,14 @@
 //!   and, to show what the window costs, with the HTTP clients' window (8 × 100 in flight);
 //! - single-event requests at a fixed rate (1,000/s for 10 s, open loop: latency counts from
 //!   when a request was due, so a stall is not hidden) against the raw producer sending one
-//!   record per tick and awaiting its acknowledgement.
+//!   record per tick and awaiting its acknowledgement; the two alternate for the same rounds
+//!   and each row shows its round with the median p99.
 //!
 //! Each row also shows the CPU time per event of this process and of the broker process.
 //! Bounded: a fixed number of events per phase, each phase under a deadline. Knobs:
 //! `INGEST_BENCH_EVENTS` (20000 per throughput phase), `INGEST_BENCH_SECONDS` (10),
 //! `INGEST_BENCH_BATCHES` (`100,500`), `INGEST_BENCH_CLIENTS` (8), `INGEST_BENCH_LINGER_MS`
-//! (1, both producers), `INGEST_BENCH_ROUNDS` (3 alternating rounds; the median is shown),
+//! (1, both producers), `INGEST_BENCH_ROUNDS` (3 alternating rounds of every phase; the median is shown),
 //! `INGEST_BENCH_STORAGE` (Tansu's `--storage-engine`: `sqlite://tansu.db`, as `eventline up`
 //! runs it, or e.g. `memory://tansu/` to see what the broker's log costs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -158,9 +159,16 @@ async fn run() {
     let mut rows: Vec<Row> = http_rounds.into_iter().map(median).collect();
     rows.push(median(raw_rounds));
     rows.push(median(window_rounds));
+    // Latency: the two single-event phases alternate for as many rounds; each row shows the
+    // round with the median p99, so one stall of the machine does not decide the verdict.
     let ticks = (RATE * seconds) as usize;
-    rows.push(deadline(pid, http_single_at_rate(&http, &base, ticks)).await);
-    rows.push(deadline(pid, raw_single_at_rate(&raw, &prepared, ticks)).await);
+    let (mut http_single_rounds, mut raw_single_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        http_single_rounds.push(deadline(pid, http_single_at_rate(&http, &base, ticks)).await);
+        raw_single_rounds.push(deadline(pid, raw_single_at_rate(&raw, &prepared, ticks)).await);
+    }
+    rows.push(median_p99(http_single_rounds));
+    rows.push(median_p99(raw_single_rounds));
     stop.cancel();
 
     println!();
@@ -198,11 +206,20 @@ async fn run() {
 }
 
 /// The round with the median throughput, its name saying how many rounds there were.
-fn median(mut rounds: Vec<Row>) -> Row {
-    rounds.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-    let rates: Vec<String> = rounds.iter().map(|r| format!("{:.0}", r.rate())).collect();
+fn median(rounds: Vec<Row>) -> Row {
+    median_by(rounds, "events/s", 0, Row::rate)
+}
+
+/// The round with the median p99 latency.
+fn median_p99(rounds: Vec<Row>) -> Row {
+    median_by(rounds, "p99 ms", 2, |row| row.percentile(0.99))
+}
+
+fn median_by(mut rounds: Vec<Row>, what: &str, decimals: usize, key: impl Fn(&Row) -> f64) -> Row {
+    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let values: Vec<String> = rounds.iter().map(|r| format!("{:.*}", decimals, key(r))).collect();
     let mut row = rounds.swap_remove(rounds.len() / 2);
-    println!("{}: events/s per round {}", row.name, rates.join(", "));
+    println!("{}: {what} per round {}", row.name, values.join(", "));
     row.name = format!("{} [median]", row.name);
     row
 }
