@@ -5,33 +5,74 @@
 #   ./dev.sh test   install what is missing and run every test
 #
 # Both say what they are doing. What they may install, once per machine:
-#   - the Tansu broker 0.6.0 from crates.io (about 16 minutes on 2 cores),
-#   - a Python venv in .venv with confluent-kafka (the third-party client of the interop tests; test only).
-# PostgreSQL is expected at 127.0.0.1:5432 for the tests (trust auth; TESTKIT_PG_URL overrides).
+#   - Apache Kafka (the jars of org.apache.kafka:kafka_2.13, from Maven Central with Maven, into
+#     ~/.cache/eventline/kafka-<version>; a few seconds) and, where missing, Java 17 and Maven
+#     from Debian's packages;
+#   - test only: PostgreSQL from Debian's packages (started on 127.0.0.1:5432, local connections
+#     trusted), cargo-nextest from crates.io (a few minutes; plain `cargo test` if that fails),
+#     and a Python venv in .venv with confluent-kafka (the third-party client of the interop tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TANSU_VERSION=0.6.0
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' kafka/pom.xml)
+KAFKA_HOME_DIR="${EVENTLINE_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/eventline/kafka-$KAFKA_VERSION}"
 CONFLUENT_KAFKA_VERSION=2.16.1
+NEXTEST_VERSION=0.9.151
+PG_URL="${TESTKIT_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+fail() { echo "dev.sh: $*" >&2; exit 1; }
 
-require_cargo() {
-  if ! command -v cargo >/dev/null 2>&1; then
-    echo "cargo is not installed: install Rust from your distribution or rustup first." >&2
-    exit 1
+apt_updated=
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || fail "$* missing and this machine has no apt-get: install it by hand."
+  [ "$(id -u)" = 0 ] || fail "$* missing; installing it needs root (apt-get install -y $*)."
+  if [ -z "$apt_updated" ]; then
+    say "Updating Debian's package lists (once)."
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
   fi
+  say "Installing from Debian's packages: $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-ensure_tansu() {
-  if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ]; then return; fi
-  if command -v tansu >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tansu" ]; then
-    say "Tansu broker: found $(command -v tansu || echo "$HOME/.cargo/bin/tansu")"
+require_cargo() {
+  command -v cargo >/dev/null 2>&1 || fail "cargo is not installed: install Rust from your distribution or rustup first."
+}
+
+java_major() {
+  local java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+  "$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1
+}
+
+ensure_java() {
+  local major
+  major=$(java_major || true)
+  if [ -z "$major" ] || [ "$major" -lt 17 ]; then
+    say "Java 17 or newer is needed for the local Apache Kafka broker (found: ${major:-none})."
+    apt_install openjdk-17-jre-headless
+    major=$(java_major || true)
+    [ -n "$major" ] && [ "$major" -ge 17 ] || fail "Java 17+ still not found; set JAVA_HOME to a JDK 17 or newer."
+  fi
+  say "Java $major: $(command -v java)"
+}
+
+ensure_kafka() {
+  ensure_java
+  if [ -f "$KAFKA_HOME_DIR/libs/eventline-local-kafka.jar" ] && [ "$KAFKA_HOME_DIR/.pom" -nt kafka/pom.xml ] \
+     && [ "$KAFKA_HOME_DIR/.pom" -nt kafka/src/main/java/eventline/KafkaLauncher.java ]; then
+    say "Apache Kafka $KAFKA_VERSION: ready in $KAFKA_HOME_DIR"
     return
   fi
-  say "Tansu broker $TANSU_VERSION is not installed: building it from crates.io."
-  say "This happens once per machine and takes about 16 minutes on 2 cores; the binary goes to ~/.cargo/bin."
-  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql,postgres,dynostore
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  command -v javac >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
+  say "Fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME_DIR (once per machine)."
+  rm -rf "$KAFKA_HOME_DIR/libs"
+  mkdir -p "$KAFKA_HOME_DIR/libs"
+  mvn -q -B -f kafka/pom.xml package dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME_DIR/libs"
+  cp kafka/target/eventline-local-kafka.jar "$KAFKA_HOME_DIR/libs/"
+  touch "$KAFKA_HOME_DIR/.pom"
+  say "Apache Kafka $KAFKA_VERSION: $(ls "$KAFKA_HOME_DIR/libs" | wc -l) jars in $KAFKA_HOME_DIR/libs"
 }
 
 ensure_python() {
@@ -47,25 +88,71 @@ ensure_python() {
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "attrs>=21.2.0" "cachetools>=5.5.0" certifi "httpx2>=2.0" "authlib>=1.8.0" "fastavro>=1.5.4,<2" requests "avro>=1.11.1,<2"
   .venv/bin/python -c "import confluent_kafka.schema_registry.avro" \
-    || { echo "the Python venv is incomplete: confluent_kafka.schema_registry.avro does not import" >&2; exit 1; }
+    || fail "the Python venv is incomplete: confluent_kafka.schema_registry.avro does not import"
 }
 
+# The tests' PostgreSQL: a server at $PG_URL. When none answers, install Debian's (if missing),
+# let local TCP connections in without a password, and start it.
 ensure_postgres() {
-  local url="${TESTKIT_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-  if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -d "$url"; then
-    say "PostgreSQL does not answer at $url; trying to start the local cluster."
-    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
-      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-    fi
-    for _ in $(seq 1 30); do pg_isready -q -d "$url" && break; sleep 1; done
-    pg_isready -q -d "$url" || { echo "PostgreSQL is not reachable at $url; the tests need it." >&2; exit 1; }
+  if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$PG_URL"; then
+    say "PostgreSQL: answering at $PG_URL"
+    return
   fi
-  say "PostgreSQL: answering at $url"
+  [ -n "${TESTKIT_PG_URL:-}" ] && fail "PostgreSQL does not answer at TESTKIT_PG_URL=$TESTKIT_PG_URL."
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    say "PostgreSQL is not installed."
+    apt_install postgresql
+  fi
+  local version conf
+  version=$(ls /etc/postgresql | sort -n | tail -n1)
+  conf=/etc/postgresql/$version/main
+  [ -d "$conf" ] || { say "Creating the PostgreSQL $version cluster."; pg_createcluster "$version" main >/dev/null; }
+  if ! grep -q '^# eventline tests' "$conf/pg_hba.conf"; then
+    say "PostgreSQL $version: trusting local connections on 127.0.0.1 and ::1 (test machine only)."
+    { echo "# eventline tests: local connections need no password"
+      echo "host all all 127.0.0.1/32 trust"
+      echo "host all all ::1/128 trust"
+      cat "$conf/pg_hba.conf"; } > "$conf/pg_hba.conf.new"
+    mv "$conf/pg_hba.conf.new" "$conf/pg_hba.conf"
+    chown postgres:postgres "$conf/pg_hba.conf" 2>/dev/null || true
+    # Each test makes databases of its own, and many run at once.
+    echo "max_connections = 400" > "$conf/conf.d/eventline-tests.conf"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main stop >/dev/null 2>&1 || true
+  fi
+  say "Starting PostgreSQL $version."
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -d "$PG_URL" && break; sleep 1; done
+  pg_isready -q -d "$PG_URL" || fail "PostgreSQL is not reachable at $PG_URL; the tests need it."
+  say "PostgreSQL: answering at $PG_URL"
+}
+
+ensure_nextest() {
+  if cargo nextest --version >/dev/null 2>&1; then return 0; fi
+  say "cargo-nextest is not installed: building $NEXTEST_VERSION from crates.io (once per machine, a few minutes)."
+  if cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --quiet; then return 0; fi
+  say "cargo-nextest could not be installed; falling back to plain cargo test."
+  return 1
+}
+
+# One Apache Kafka broker for the whole test run, shared by every test that does not need a
+# broker of its own; it stops when this script exits (its launcher watches our pipe).
+start_shared_kafka() {
+  say "Building the test harness's broker starter."
+  cargo build --locked --quiet -p eventline-testkit --bin testkit-kafka
+  coproc SHARED_KAFKA { exec target/debug/testkit-kafka; }
+  local line
+  IFS= read -r -t 120 line <&"${SHARED_KAFKA[0]}" || fail "the shared Kafka broker did not start (see above)."
+  case "$line" in
+    bootstrap=*) export TESTKIT_KAFKA_BOOTSTRAP="${line#bootstrap=}" ;;
+    *) fail "the shared Kafka broker said: $line" ;;
+  esac
+  IFS= read -r -t 5 line <&"${SHARED_KAFKA[0]}" && say "$line"
+  say "Shared Apache Kafka $KAFKA_VERSION for the tests: $TESTKIT_KAFKA_BOOTSTRAP"
 }
 
 cmd_up() {
   require_cargo
-  ensure_tansu
+  ensure_kafka
   say "Building eventline (release; the first build takes a few minutes)."
   cargo build --release --locked -p eventline-cli
   say "Starting the system: eventline up $*"
@@ -74,19 +161,24 @@ cmd_up() {
 
 cmd_test() {
   require_cargo
-  ensure_tansu
+  ensure_kafka
   ensure_python
   ensure_postgres
   export TESTKIT_PYTHON="$PWD/.venv/bin/python"
-  if cargo nextest --version >/dev/null 2>&1; then
+  local started=$SECONDS
+  say "Building the workspace and its tests."
+  cargo build --workspace --locked --all-targets --quiet
+  start_shared_kafka
+  if ensure_nextest; then
     say "Running doc tests."
     cargo test --workspace --locked --doc --quiet
-    say "Running every test with cargo-nextest (each test starts its own Tansu broker and database)."
+    say "Running every test with cargo-nextest (against Apache Kafka; tests that stop a broker start their own)."
     cargo nextest run --workspace --locked --no-fail-fast
   else
-    say "cargo-nextest is not installed; running every test with cargo test."
+    say "Running every test with cargo test (against Apache Kafka; tests that stop a broker start their own)."
     cargo test --workspace --locked --no-fail-fast
   fi
+  say "Tests took $((SECONDS - started)) s after the installs."
 }
 
 case "${1:-}" in

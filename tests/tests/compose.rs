@@ -62,7 +62,15 @@ fn host_port(url: &str) -> String {
 fn the_infrastructure_is_kafka_in_kraft_mode_confluent_registry_and_postgres() {
     let compose = compose();
     let kafka = service(&compose, "kafka");
-    assert!(kafka["image"].as_str().unwrap().starts_with("apache/kafka:"));
+    let image = kafka["image"].as_str().unwrap();
+    let version = image.strip_prefix("apache/kafka:").unwrap_or_else(|| panic!("not Apache Kafka's image: {image}"));
+    let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    assert_eq!(
+        major_minor(version),
+        major_minor(eventline_common::kafka::local_broker::KAFKA_VERSION),
+        "compose runs Apache Kafka {version}, the tests and `eventline up` {}",
+        eventline_common::kafka::local_broker::KAFKA_VERSION
+    );
     let env = environment(kafka);
     assert!(env["KAFKA_PROCESS_ROLES"].contains("controller"), "KRaft needs a controller role");
     assert!(env.contains_key("KAFKA_CONTROLLER_QUORUM_VOTERS"));

@@ -2,7 +2,7 @@
 //! same run with a raw librdkafka consumer (no processing) and with plain batched SQL upserts of
 //! the same rows into the same kind of database.
 //!
-//! `cargo bench -p eventline-projector --bench catchup` starts a Tansu broker and our schema
+//! `cargo bench -p eventline-projector --bench catchup` starts an Apache Kafka broker and our schema
 //! registry, writes a backlog of order stories (a customer registers; orders are placed, paid
 //! and shipped) to the catalog's topics, and then measures, one after the other on the same
 //! broker and the same partitions:
@@ -25,13 +25,8 @@
 //! out equal. This part has no broker in it, so it shows what the projector's database work
 //! costs against the plain upserts when the broker is not the limit.
 //!
-//! Tansu's SQLite engine needs the header index the local broker adds (see
-//! `eventline_common::kafka::local_broker`): without it a fetch scans every header of the log,
-//! and 20,000 events were not read within minutes.
-//!
 //! Knobs: `CATCHUP_BENCH_STORE_EVENTS` (1,000,000), `CATCHUP_BENCH_EVENTS` (1,000,000 through
-//! the broker; 0 skips those phases), `CATCHUP_BENCH_STORAGE` (Tansu's storage engine,
-//! `sqlite://tansu.db`), `CATCHUP_BENCH_DB` (`sqlite` or `postgres`; the machine's server at
+//! the broker; 0 skips those phases), `CATCHUP_BENCH_DB` (`sqlite` or `postgres`; the machine's server at
 //! `TESTKIT_PG_URL`), `CATCHUP_BENCH_BATCH` (500 events per batch for the projector and the
 //! baselines alike), `CATCHUP_BENCH_DEADLINE_S` (900 per phase).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -97,7 +92,6 @@ async fn run() {
     let backend = std::env::var("CATCHUP_BENCH_DB").unwrap_or_else(|_| "sqlite".to_owned());
     assert!(backend == "sqlite" || backend == "postgres", "CATCHUP_BENCH_DB is sqlite or postgres");
 
-    let storage = std::env::var("CATCHUP_BENCH_STORAGE").unwrap_or_else(|_| "sqlite://tansu.db".to_owned());
     let store_events = env_number("CATCHUP_BENCH_STORE_EVENTS", 1_000_000);
     println!("database side alone: {store_events} events in batches of {batch}, no broker");
     let prepared = batches(store_events, batch);
@@ -118,8 +112,8 @@ async fn run() {
     if events == 0 {
         return;
     }
-    let stack = Stack::start_on(Broker::start_with_storage(&storage).await).await;
-    println!("Tansu storage: {storage}");
+    let stack = Stack::start_on(Broker::start().await).await;
+    println!("broker: Apache Kafka {}", eventline_common::kafka::local_broker::KAFKA_VERSION);
     let kafka = stack.broker.kafka_settings();
     println!("writing a backlog of {events} events (order stories) to {}", TOPICS.join(", "));
     let started = Instant::now();

@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole system locally: a Tansu broker, the schema registry, every service.
+    /// Run the whole system locally: an Apache Kafka broker, the schema registry, every service.
     Up(commands::up::UpArgs),
     /// Publish NDJSON events from a file or stdin (validated like HTTP ingest).
     Publish(commands::publish::PublishArgs),

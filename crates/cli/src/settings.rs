@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct UpSettings {
     /// Where the local broker keeps its log (and, by default, the SQLite database lives).
     pub data_dir: PathBuf,
-    /// Start a local Tansu broker on the port of `kafka.bootstrap_servers`; `false` uses the
+    /// Start a local Apache Kafka broker on the port of `kafka.bootstrap_servers`; `false` uses the
     /// brokers configured there as they are.
     pub start_broker: bool,
     #[serde(with = "humantime_serde")]

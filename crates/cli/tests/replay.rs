@@ -1,4 +1,4 @@
-//! `eventline replay` (the real binary) against a real Tansu broker, the Eventline registry and
+//! `eventline replay` (the real binary) against a real Apache Kafka broker, the Eventline registry and
 //! SQLite: consumers on the shared runtime read, stop, get their offsets reset, and read again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -50,7 +50,7 @@ impl Drop for Stack {
 
 impl Stack {
     async fn start() -> Self {
-        let broker = Broker::start().await;
+        let broker = Broker::shared();
         let registry_db = SqliteDatabase::create();
         let settings = DatabaseSettings { url: registry_db.url().to_owned(), ..DatabaseSettings::default() };
         let database = Database::connect(&settings).await.unwrap();

@@ -95,7 +95,7 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
     for topic in ["customers", "orders", "payments"] {
         assert!(topics.contains(&topic.to_owned()), "{topic} missing from {topics:?}");
     }
-    assert!(dir.path().join(".eventline/tansu.db").exists(), "the broker's log must live on disk");
+    assert!(dir.path().join(".eventline/kafka/log/meta.properties").exists(), "the broker's log must live on disk");
 
     // Publishing over HTTP, as the README shows.
     let answer = reqwest::Client::new()

@@ -1,48 +1,70 @@
+//! Apache Kafka for tests: one broker shared by every test of a run, or one of a test's own.
+//!
+//! The shared broker is, in this order: the one at `$TESTKIT_KAFKA_BOOTSTRAP` (`./dev.sh test`
+//! starts one for the whole run with the `testkit-kafka` binary), else one started on first use
+//! by this test process and kept until it exits. A test that keeps to topics, groups and
+//! subjects of its own ([`crate::unique`]) takes [`Broker::shared`]. A test that stops, kills or
+//! restarts the broker, or uses the catalog's topics (whose names are fixed, so other tests
+//! would write to them too), takes a broker of its own, [`Broker::start`].
+
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use eventline_common::kafka::admin::{ensure_topics, TopicRequest};
-use eventline_common::kafka::local_broker::{LocalBroker, SQLITE_STORAGE};
+use eventline_common::kafka::local_broker::{LocalBroker, LocalBrokerConfig, KAFKA_VERSION};
 use eventline_common::kafka::KafkaSettings;
 
-const READY: Duration = Duration::from_secs(30);
+const READY: Duration = Duration::from_secs(60);
+/// The environment variable naming a running broker for every test to share.
+pub const SHARED_BOOTSTRAP_ENV: &str = "TESTKIT_KAFKA_BOOTSTRAP";
 
-/// A Tansu broker for one test: its own port, its own SQLite log, killed on drop.
+/// A Kafka broker for a test: the shared one, or one of its own (killed on drop).
 pub struct Broker {
-    inner: LocalBroker,
-    _dir: tempfile::TempDir,
+    bootstrap: String,
+    own: Option<(LocalBroker, tempfile::TempDir)>,
 }
 
 impl Broker {
-    /// Starts a broker and waits until it answers metadata requests.
-    pub async fn start() -> Self {
-        Self::start_with_storage(SQLITE_STORAGE).await
+    /// The broker shared by the tests of this run (see the module docs).
+    pub fn shared() -> Self {
+        Self { bootstrap: shared_bootstrap(), own: None }
     }
 
-    /// A broker with another Tansu `--storage-engine` (e.g. `memory://tansu/`).
-    pub async fn start_with_storage(storage: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
-        let inner = LocalBroker::start_with_storage(crate::free_port(), dir.path(), storage, READY)
-            .await
-            .unwrap_or_else(|e| panic!("cannot start the Tansu broker: {e}"));
-        Self { inner, _dir: dir }
+    /// A broker of this test's own: its own port and log, killed when dropped.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A broker of this test's own, its configuration changed by `configure` first (for
+    /// example with another listener).
+    pub async fn start_with(configure: impl FnOnce(&mut LocalBrokerConfig)) -> Self {
+        let (broker, dir) = start_local_broker(configure).await;
+        Self { bootstrap: broker.bootstrap_servers(), own: Some((broker, dir)) }
     }
 
     pub fn bootstrap_servers(&self) -> String {
-        self.inner.bootstrap_servers()
+        self.bootstrap.clone()
+    }
+
+    /// The broker process's id, for a broker of the test's own (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.own.as_ref().and_then(|(broker, _)| broker.pid())
     }
 
     pub fn kafka_settings(&self) -> KafkaSettings {
         KafkaSettings::for_bootstrap(self.bootstrap_servers())
     }
 
-    /// Kills the broker; its log stays for [`resume`](Self::resume).
+    /// Kills the broker (as a crash would); its log stays for [`resume`](Self::resume).
     pub async fn stop(&mut self) {
-        self.inner.kill().await;
+        self.own_broker("stop").kill().await;
     }
 
     /// Starts the broker again on the same port with the same log.
     pub async fn resume(&mut self) {
-        self.inner.restart(READY).await.unwrap_or_else(|e| panic!("Tansu did not come back: {e}"));
+        let broker = self.own_broker("resume");
+        broker.restart(READY).await.unwrap_or_else(|e| panic!("Kafka did not come back: {e}"));
+        eprintln!("Apache Kafka {KAFKA_VERSION} restarted on {} in {:.1?}", broker.bootstrap_servers(), broker.started_in());
     }
 
     /// Creates topics with the given partition counts.
@@ -55,4 +77,53 @@ impl Broker {
             .await
             .unwrap_or_else(|e| panic!("cannot create topics {topics:?}: {e}"));
     }
+
+    fn own_broker(&mut self, what: &str) -> &mut LocalBroker {
+        match &mut self.own {
+            Some((broker, _)) => broker,
+            None => panic!("cannot {what} the shared broker: take a broker of the test's own with Broker::start()"),
+        }
+    }
+}
+
+/// Starts a broker on a free port in a temp dir and prints how long it took.
+pub async fn start_local_broker(configure: impl FnOnce(&mut LocalBrokerConfig)) -> (LocalBroker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+    let mut config = LocalBrokerConfig::new(crate::free_port(), dir.path(), READY);
+    configure(&mut config);
+    let broker = LocalBroker::start_with(config)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the Apache Kafka broker: {e}"));
+    eprintln!("Apache Kafka {KAFKA_VERSION} ready on {} in {:.1?}", broker.bootstrap_servers(), broker.started_in());
+    (broker, dir)
+}
+
+/// `$TESTKIT_KAFKA_BOOTSTRAP`, else this process's own shared broker, started on first use on a
+/// thread (and runtime) of its own, so that it outlives every test's runtime.
+fn shared_bootstrap() -> String {
+    if let Ok(bootstrap) = std::env::var(SHARED_BOOTSTRAP_ENV) {
+        return bootstrap;
+    }
+    static SHARED: OnceLock<String> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("shared-kafka".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap_or_else(|e| panic!("no runtime for the shared broker: {e}"));
+                    runtime.block_on(async move {
+                        let (broker, _dir) = start_local_broker(|_| {}).await;
+                        let _ = sender.send(broker.bootstrap_servers());
+                        // Held until the process exits; the broker then sees its pipe close.
+                        std::future::pending::<()>().await;
+                    });
+                })
+                .unwrap_or_else(|e| panic!("cannot start the shared broker's thread: {e}"));
+            receiver.recv().unwrap_or_else(|_| panic!("the shared Kafka broker did not start (see above)"))
+        })
+        .clone()
 }

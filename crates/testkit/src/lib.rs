@@ -1,6 +1,6 @@
 //! The test harness: real parts, each test with its own.
 //!
-//! - [`Broker`]: a throwaway Tansu broker on a free loopback port, its log in a temp dir.
+//! - [`Broker`]: Apache Kafka on loopback, shared by the run's tests or a test's own.
 //! - [`PgDatabase`]: a fresh database on the machine's PostgreSQL (dropped afterwards).
 //! - [`SqliteDatabase`]: a SQLite file in a temp dir.
 //! - [`python`]: the interpreter of the interop venv prepared by `./dev.sh test`.
@@ -14,7 +14,7 @@ mod python;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use broker::Broker;
+pub use broker::{start_local_broker, Broker, SHARED_BOOTSTRAP_ENV};
 pub use postgres::{PgDatabase, SqliteDatabase};
 pub use python::{python, run_python};
 

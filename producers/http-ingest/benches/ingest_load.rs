@@ -1,6 +1,6 @@
 //! Load benchmark: HTTP ingest against the raw librdkafka producer, side by side, on loopback.
 //!
-//! `cargo bench -p eventline-http-ingest --bench ingest_load` starts a Tansu broker, our schema
+//! `cargo bench -p eventline-http-ingest --bench ingest_load` starts an Apache Kafka broker, our schema
 //! registry and the ingest service in-process, then measures:
 //! - batched HTTP ingest throughput (batches of 100 and of 500 from 8 concurrent clients)
 //!   against the raw `FutureProducer` (same settings: idempotent, `acks=all`, same linger and
@@ -15,9 +15,7 @@
 //! Bounded: a fixed number of events per phase, each phase under a deadline. Knobs:
 //! `INGEST_BENCH_EVENTS` (20000 per throughput phase), `INGEST_BENCH_SECONDS` (10),
 //! `INGEST_BENCH_BATCHES` (`100,500`), `INGEST_BENCH_CLIENTS` (8), `INGEST_BENCH_LINGER_MS`
-//! (1, both producers), `INGEST_BENCH_ROUNDS` (3 alternating rounds of every phase; the median is shown),
-//! `INGEST_BENCH_STORAGE` (Tansu's `--storage-engine`: `sqlite://tansu.db`, as `eventline up`
-//! runs it, or e.g. `memory://tansu/` to see what the broker's log costs).
+//! (1, both producers), `INGEST_BENCH_ROUNDS` (3 alternating rounds of every phase; the median is shown).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -28,7 +26,7 @@ use eventline_common::contracts::Contracts;
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::envelope::TraceParent;
 use eventline_common::events::samples;
-use eventline_common::kafka::local_broker::SQLITE_STORAGE;
+use eventline_common::kafka::local_broker::KAFKA_VERSION;
 use eventline_common::kafka::producer::EventProducer;
 use eventline_common::publish::{prepare, Origin, PreparedEvent, Publisher};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
@@ -97,9 +95,8 @@ async fn run() {
     let linger_ms = env_number("INGEST_BENCH_LINGER_MS", 1);
     let rounds = env_number("INGEST_BENCH_ROUNDS", 3).max(1);
     let seconds = env_number("INGEST_BENCH_SECONDS", 10) as u64;
-    let storage = std::env::var("INGEST_BENCH_STORAGE").unwrap_or_else(|_| SQLITE_STORAGE.to_owned());
-    println!("broker: Tansu with --storage-engine {storage}; linger {linger_ms} ms");
-    let broker = Broker::start_with_storage(&storage).await;
+    let broker = Broker::start().await;
+    println!("broker: Apache Kafka {KAFKA_VERSION} (its log on disk); linger {linger_ms} ms");
     let registry_db = SqliteDatabase::create();
     let registry_url = start_registry(&registry_db).await;
     let client =
@@ -145,7 +142,7 @@ async fn run() {
     raw_all(&raw, &prepared[..1000.min(events)]).await;
     http_batched(&http, &base, 1000.min(events), clients, batches[0]).await;
 
-    let pid = broker_pid(&broker.bootstrap_servers());
+    let pid = broker.pid();
     // Throughput: the phases alternate for several rounds; each row shows its median round.
     let mut http_rounds: Vec<Vec<Row>> = batches.iter().map(|_| Vec::new()).collect();
     let (mut raw_rounds, mut window_rounds) = (Vec::new(), Vec::new());
@@ -190,7 +187,7 @@ async fn run() {
             per_event(row.cpu.1)
         );
     }
-    println!("(CPU µs/ev: this process — HTTP client, ingest, librdkafka; broker µs/ev: the Tansu process)");
+    println!("(CPU µs/ev: this process — HTTP client, ingest, librdkafka; broker µs/ev: the Kafka process)");
     let n = batches.len();
     let (raw_all_row, window_row, single, raw_single) = (&rows[n], &rows[n + 1], &rows[n + 2], &rows[n + 3]);
     println!();
@@ -239,16 +236,6 @@ fn cpu_seconds(pid: &str) -> f64 {
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// The pid of the Tansu process listening on `bootstrap`.
-fn broker_pid(bootstrap: &str) -> Option<u32> {
-    let needle = format!("tcp://{bootstrap}");
-    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read_to_string(entry.path().join("cmdline")).ok()?;
-        (cmdline.contains("broker") && cmdline.contains(&needle)).then_some(pid)
-    })
 }
 
 async fn start_registry(file: &SqliteDatabase) -> String {

@@ -1,6 +1,6 @@
 //! `eventline up`: the whole system in one process, with embedded defaults.
 //!
-//! Starts (unless told otherwise) a local Tansu broker with its log on disk, creates the
+//! Starts (unless told otherwise) a local Apache Kafka broker with its log on disk, creates the
 //! catalog's topics, runs the schema registry over the configured database (SQLite by default),
 //! registers the catalog's schemas, and then runs until Ctrl-C / SIGTERM, draining on the way out.
 
@@ -13,7 +13,7 @@ use eventline_common::config::{ConfigSource, Secret, Section};
 use eventline_common::contracts::Contracts;
 use eventline_common::db::{redact_url, Database, DatabaseSettings};
 use eventline_common::kafka::admin::ensure_catalog_topics;
-use eventline_common::kafka::local_broker::LocalBroker;
+use eventline_common::kafka::local_broker::{LocalBroker, KAFKA_VERSION};
 use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::publish::Publisher;
@@ -30,7 +30,7 @@ use crate::settings::UpSettings;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Use the brokers in `kafka.bootstrap_servers` instead of starting a local Tansu.
+    /// Use the brokers in `kafka.bootstrap_servers` instead of starting a local Apache Kafka.
     #[arg(long)]
     pub external_broker: bool,
 }
@@ -78,8 +78,10 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
 
     let broker = if config.up.start_broker {
         let port = local_port(&config.kafka.bootstrap_servers)?;
-        println!("starting the Tansu broker on 127.0.0.1:{port} (log in {})", config.up.data_dir.display());
-        let broker = LocalBroker::start(port, &config.up.data_dir, config.up.broker_ready_timeout).await?;
+        let dir = config.up.data_dir.join("kafka");
+        println!("starting Apache Kafka {KAFKA_VERSION} on 127.0.0.1:{port} (log in {})", dir.display());
+        let broker = LocalBroker::start(port, &dir, config.up.broker_ready_timeout).await?;
+        println!("Apache Kafka answered after {:.1?}", broker.started_in());
         Some(broker)
     } else {
         None
@@ -153,7 +155,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     let broker = broker.map(|b| std::sync::Arc::new(tokio::sync::Mutex::new(b)));
     if let Some(broker) = broker.clone() {
         let token = supervisor.token();
-        supervisor.spawn("tansu-broker-watch", async move {
+        supervisor.spawn("kafka-broker-watch", async move {
             loop {
                 tokio::select! {
                     () = token.cancelled() => return Ok(()),
@@ -171,7 +173,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     let outcome = supervisor.run_until_stopped().await;
     database.close().await;
     if let Some(broker) = broker {
-        broker.lock().await.kill().await;
+        broker.lock().await.stop().await;
     }
     outcome
 }

@@ -2,13 +2,13 @@
 //! Everything published with an idempotent producer goes through [`EventProducer`]: events
 //! ([`OutgoingEvent`]) and records as they are ([`OutgoingRecord`]: dead letters, redrives).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 
@@ -84,108 +84,49 @@ impl<'a> OutgoingRecord<'a> {
     }
 }
 
-/// How much later than [`ProducerSettings::delivery_timeout`] librdkafka's own message timeout
-/// is set, so that this module's deadline always comes first (see [`EventProducer`]).
-const LIBRDKAFKA_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
-
-/// The producer, retired and replaced by a fresh one as soon as a record is not acknowledged.
+/// The one producer every publish goes through: idempotent, `acks=all`, so a record that is
+/// retried after a lost answer is written once and records of a partition keep their order.
 ///
-/// Why: when a record of librdkafka's idempotent producer times out or fails, librdkafka bumps
-/// the producer epoch on its own, without asking the broker (KIP-360), and sends whatever is
-/// still queued under the new epoch at once, in the same pass. Tansu 0.6.0 never handed out
-/// that epoch: its SQLite engine panics on such a `Produce` ("more or less than one row" in
-/// `idempotent_message_check`), which kills its storage task, and from then on the broker
-/// answers every request with an error until it is restarted. So a producer must never send
-/// anything after one of its records went unacknowledged:
-/// - the delivery deadline is kept here, not by librdkafka: its `message.timeout.ms` is set
-///   [`LIBRDKAFKA_TIMEOUT_MARGIN`] later, so librdkafka never times a record out (and never
-///   bumps the epoch for it) before this deadline has retired the producer;
-/// - retiring swaps in a fresh producer (a new producer id) and purges the old one's queued and
-///   in-flight records, which fail with the one that missed its deadline; records are handed
-///   over under the read lock, so none reaches the old producer after the swap.
-///
-/// Not covered: a broker answering a `Produce` with an error makes librdkafka bump the epoch
-/// before the failure reaches this code, so records already queued behind go out under it.
-/// On Apache Kafka the replacement is merely unnecessary.
+/// A record not acknowledged within [`ProducerSettings::delivery_timeout`] fails (librdkafka's
+/// `message.timeout.ms`), and the producer goes on: on a lost or timed-out batch librdkafka bumps
+/// the producer epoch itself (KIP-360), which Apache Kafka accepts. (Until December 2026 this
+/// type replaced and purged its producer at the first unacknowledged record, because Tansu
+/// 0.6.0 panicked on that epoch bump; a real broker does not need it, and the replacement cost a
+/// new producer id.)
 #[derive(Clone)]
 pub struct EventProducer {
-    shared: Arc<Shared>,
+    producer: Arc<Owned>,
+    delivery_timeout: Duration,
 }
 
-struct Shared {
-    current: RwLock<Generation>,
-    kafka: KafkaSettings,
-    settings: ProducerSettings,
-}
+/// The producer, destroyed off the async workers when the last clone lets go of it
+/// (librdkafka's destroy blocks until its threads have stopped).
+struct Owned(Option<FutureProducer>);
 
-#[derive(Clone)]
-struct Generation {
-    number: u64,
-    /// Shared by the current slot and every pending delivery; whoever holds the last one drops
-    /// it off the async workers (librdkafka's destroy blocks).
-    producer: Arc<FutureProducer>,
-}
-
-impl Shared {
-    fn current(&self) -> std::sync::RwLockReadGuard<'_, Generation> {
-        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Owned {
+    fn get(&self) -> &FutureProducer {
+        self.0.as_ref().unwrap_or_else(|| unreachable!("taken only on drop"))
     }
+}
 
-    /// After a record of generation `number` was not acknowledged: replaces that generation
-    /// unless that already happened, and purges it so it never sends again. Returns once the
-    /// purge is done, so a caller told its record failed never sees it sent later.
-    async fn retire(&self, number: u64) {
-        let retired = {
-            let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if current.number != number {
-                return;
-            }
-            match create(&self.kafka, &self.settings) {
-                Ok(producer) => {
-                    std::mem::replace(&mut *current, Generation { number: number + 1, producer: Arc::new(producer) })
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot create a replacement Kafka producer");
-                    return;
-                }
-            }
-        };
-        tracing::info!(generation = number + 1, "replaced the Kafka producer after a record was not acknowledged");
-        // librdkafka's purge waits for its broker threads: not on an async worker.
-        let purged = tokio::task::spawn_blocking(move || {
-            retired.producer.purge(PurgeConfig::default().queue().inflight());
-            drop(retired);
-        });
-        if let Err(error) = purged.await {
-            tracing::error!(%error, "cannot purge the retired Kafka producer");
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let Some(producer) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(producer))),
+            Err(_) => drop(producer),
         }
     }
 }
 
-/// Lets go of a producer; the last holder destroys it off the async workers.
-fn release(producer: Arc<FutureProducer>) {
-    if let Some(producer) = Arc::into_inner(producer) {
-        off_the_workers(move || drop(producer));
-    }
-}
-
-/// Runs blocking librdkafka work on the blocking pool when there is a runtime.
-fn off_the_workers(work: impl FnOnce() + Send + 'static) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(work)),
-        Err(_) => work(),
-    }
-}
-
 fn create(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<FutureProducer, ProduceError> {
-    let librdkafka_timeout = settings.delivery_timeout + LIBRDKAFKA_TIMEOUT_MARGIN;
     let mut config = kafka.client_config();
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", &settings.compression)
         .set("linger.ms", settings.linger.as_millis().to_string())
-        .set("message.timeout.ms", librdkafka_timeout.as_millis().to_string());
+        .set("message.timeout.ms", settings.delivery_timeout.as_millis().to_string());
     config.create().map_err(ProduceError::Create)
 }
 
@@ -193,14 +134,7 @@ impl EventProducer {
     /// The delivery guarantees (`enable.idempotence`, `acks=all`) are set after the pass-through
     /// properties, so they cannot be loosened by configuration.
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, ProduceError> {
-        let producer = create(kafka, settings)?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                current: RwLock::new(Generation { number: 0, producer: Arc::new(producer) }),
-                kafka: kafka.clone(),
-                settings: settings.clone(),
-            }),
-        })
+        Ok(Self { producer: Arc::new(Owned(Some(create(kafka, settings)?))), delivery_timeout: settings.delivery_timeout })
     }
 
     /// Publishes one event and waits for the broker's acknowledgement.
@@ -234,70 +168,38 @@ impl EventProducer {
     }
 
     /// [`enqueue`](Self::enqueue) for a record as it is: the one hand-over every send goes
-    /// through, with the same delivery deadline, ordering and retiring.
+    /// through, with the same delivery deadline and ordering.
     pub async fn enqueue_record(
         &self,
         record: OutgoingRecord<'_>,
     ) -> Result<impl std::future::Future<Output = Result<Position, ProduceError>> + Send + 'static, ProduceError> {
-        let timeout = self.shared.settings.delivery_timeout;
-        let room_deadline = tokio::time::Instant::now() + timeout;
+        let room_deadline = tokio::time::Instant::now() + self.delivery_timeout;
         let topic = record.topic.to_owned();
         let mut record = record.into_future_record();
-        let (generation, delivery) = loop {
-            // The read lock is held across the hand-over, so a retired producer gets no more records.
-            let attempt = {
-                let current = self.shared.current();
-                match current.producer.send_result(record) {
-                    Ok(delivery) => Ok((current.clone(), delivery)),
-                    Err((error, returned)) => Err((current.number, error, returned)),
-                }
-            };
-            match attempt {
-                Ok(handed_over) => break handed_over,
-                Err((_, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+        let delivery = loop {
+            match self.producer.get().send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
                     if tokio::time::Instant::now() < room_deadline =>
                 {
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((number, error, _)) => {
-                    // A producer in librdkafka's fatal state refuses every record at once.
-                    self.shared.retire(number).await;
-                    return Err(ProduceError::NotAcknowledged(error));
-                }
+                Err((error, _)) => return Err(ProduceError::NotAcknowledged(error)),
             }
         };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let shared = self.shared.clone();
-        // The delivery is watched by a task of its own, so a record that is not acknowledged
-        // retires the producer even when the caller stopped waiting (a request that timed out).
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let outcome = match tokio::time::timeout_at(deadline, delivery).await {
-                Ok(Ok(Ok(delivered))) => {
-                    Ok(Position { topic, partition: delivered.partition, offset: delivered.offset })
-                }
-                Ok(Ok(Err((error, _message)))) => Err(ProduceError::NotAcknowledged(error)),
-                Ok(Err(_canceled)) => Err(ProduceError::NotAcknowledged(KafkaError::Canceled)),
-                Err(_elapsed) => Err(ProduceError::NotAcknowledged(KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageTimedOut,
-                ))),
-            };
-            if outcome.is_err() {
-                shared.retire(generation.number).await;
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(delivered)) => Ok(Position { topic, partition: delivered.partition, offset: delivered.offset }),
+                Ok(Err((error, _message))) => Err(ProduceError::NotAcknowledged(error)),
+                Err(_canceled) => Err(ProduceError::NotAcknowledged(KafkaError::Canceled)),
             }
-            release(generation.producer);
-            let _ = answer.send(outcome);
-        });
-        Ok(async move { answered.await.unwrap_or(Err(ProduceError::NotAcknowledged(KafkaError::Canceled))) })
+        })
     }
 
     /// Waits for every queued record to be acknowledged (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
-        let producer = self.shared.current().producer.clone();
-        let flushed = producer.flush(Timeout::After(timeout)).map_err(ProduceError::NotAcknowledged);
-        release(producer);
-        flushed
+        self.producer.get().flush(Timeout::After(timeout)).map_err(ProduceError::NotAcknowledged)
     }
 }
 
@@ -311,13 +213,11 @@ mod tests {
     const TOPIC: &str = "orders";
     const BROKER: i32 = 1;
 
-    /// What crashes Tansu 0.6.0 (see [`EventProducer`]) is a record sent by a producer after
-    /// one of its records went unacknowledged: librdkafka bumps the epoch on its own and sends
-    /// what is queued under it. The mock cluster accepts that epoch (it checks epochs of
-    /// transactional producers only) and acknowledges the record, so the test pins that such a
-    /// record is never sent: it fails with the one ahead of it, and nothing of it is written.
+    /// Records that time out while the broker is down fail within the delivery timeout, and
+    /// the same producer publishes again once the broker is back, with no gap and nothing of
+    /// the failed records written (they never reached a broker).
     #[tokio::test]
-    async fn a_record_queued_behind_an_unacknowledged_one_fails_with_it_and_is_never_sent() {
+    async fn the_producer_fails_records_in_time_while_the_broker_is_down_and_goes_on_after() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic(TOPIC, 1, 1).unwrap();
         let mut kafka = KafkaSettings::for_bootstrap(cluster.bootstrap_servers());
@@ -330,18 +230,17 @@ mod tests {
         assert_eq!(producer.send(event()).await.unwrap().offset, 0, "the producer has its id and epoch");
 
         cluster.broker_down(BROKER).unwrap();
+        let started = std::time::Instant::now();
         let first = producer.enqueue(event()).await.unwrap();
-        // Not a wait for a condition: the second record must still be within its own delivery
-        // timeout when the first one's has passed.
-        tokio::time::sleep(settings.delivery_timeout * 3 / 4).await;
-        let behind = producer.enqueue(event()).await.unwrap();
+        let second = producer.enqueue(event()).await.unwrap();
         assert!(first.await.is_err(), "nothing is acknowledged while the broker is down");
+        assert!(second.await.is_err(), "nothing is acknowledged while the broker is down");
+        assert!(started.elapsed() < settings.delivery_timeout * 2, "failed within the delivery timeout: {:?}", started.elapsed());
         cluster.broker_up(BROKER).unwrap();
-        let behind = behind.await;
-        assert!(behind.is_err(), "the record behind must not be sent once the broker is back: {behind:?}");
 
-        let after = producer.send(event()).await.expect("a fresh producer publishes once the broker is back");
-        assert_eq!(after.offset, 1, "nothing was written between the first record and this one");
+        let after = producer.send(event()).await.expect("the same producer publishes once the broker is back");
+        assert_eq!(after.offset, 1, "the failed records were not written");
+        assert_eq!(producer.send(event()).await.unwrap().offset, 2);
     }
 
     fn envelope() -> Envelope {

@@ -1,4 +1,4 @@
-//! Shared set-up: a Tansu broker, our schema registry with the catalog registered, producers of
+//! Shared set-up: a Apache Kafka broker, our schema registry with the catalog registered, producers of
 //! good and bad records with explicit partitions, a reader for the dead-letter topic.
 
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl Env {
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()))
             .with_test_writer()
             .try_init();
-        let broker = Broker::start().await;
+        let broker = Broker::shared();
         let registry_db = SqliteDatabase::create();
         let settings = DatabaseSettings { url: registry_db.url().to_owned(), ..DatabaseSettings::default() };
         let database = Database::connect(&settings).await.unwrap();
