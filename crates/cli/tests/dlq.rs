@@ -140,7 +140,8 @@ impl Stack {
             let consumer: BaseConsumer = kafka.client_config().create().unwrap();
             let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
             let mut ends = BTreeMap::new();
-            for topic in metadata.topics() {
+            // Kafka's own topics (`__consumer_offsets`, made at a group's first request) left out.
+            for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
                 for partition in topic.partitions() {
                     let (_, high) =
                         consumer.fetch_watermarks(topic.name(), partition.id(), Duration::from_secs(10)).unwrap();

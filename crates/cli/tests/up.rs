@@ -1,4 +1,4 @@
-//! `eventline up` as a user runs it: the real binary, a real Tansu broker, SQLite on disk.
+//! `eventline up` as a user runs it: the real binary, a real Apache Kafka broker, SQLite on disk.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,7 +22,13 @@ struct Ports {
 
 impl Ports {
     fn free() -> Self {
-        Self { kafka: free_port(), registry: free_port(), ingest: free_port(), projector: free_port(), admin: free_port() }
+        Self {
+            kafka: free_port(),
+            registry: free_port(),
+            ingest: free_port(),
+            projector: free_port(),
+            admin: free_port(),
+        }
     }
 }
 
@@ -89,8 +95,13 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
     let subjects: Vec<String> = reqwest::get(format!("{registry}/subjects")).await.unwrap().json().await.unwrap();
     assert_eq!(subjects.len(), 9, "{subjects:?}");
     assert!(subjects.contains(&"orders-com.eventline.commerce.OrderPlaced".to_owned()));
-    let latest: serde_json::Value = reqwest::get(format!("{registry}/subjects/orders-com.eventline.commerce.OrderPlaced/versions/latest"))
-        .await.unwrap().json().await.unwrap();
+    let latest: serde_json::Value =
+        reqwest::get(format!("{registry}/subjects/orders-com.eventline.commerce.OrderPlaced/versions/latest"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     let topics = topic_names(&KafkaSettings::for_bootstrap(format!("127.0.0.1:{}", ports.kafka))).await.unwrap();
     for topic in ["customers", "orders", "payments"] {
         assert!(topics.contains(&topic.to_owned()), "{topic} missing from {topics:?}");
@@ -113,12 +124,13 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
 
     // ...and reading it back from the read model, waiting for the position ingest answered.
     let position = format!("orders:{}:{}", published["partition"], published["offset"]);
-    let order: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{}/v1/orders/o-1001?after={position}", ports.projector))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/v1/orders/o-1001?after={position}", ports.projector))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(order["order_id"], "o-1001", "{order}");
     assert_eq!(order["total_minor"], 2500, "{order}");
 
@@ -128,16 +140,30 @@ async fn up_runs_broker_and_registry_and_keeps_state_across_restarts() {
     let admin = format!("http://127.0.0.1:{}/admin/v1/groups/eventline-projector", ports.admin);
     let client = reqwest::Client::new();
     assert_eq!(client.get(&admin).send().await.unwrap().status(), 401);
-    let group: serde_json::Value =
-        client.get(&admin).bearer_auth(token.trim()).send().await.unwrap().error_for_status().unwrap().json().await.unwrap();
+    let group: serde_json::Value = client
+        .get(&admin)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(group["offsets_from"], "database", "{group}");
     stop(child).await;
 
     // Second start: same log and database, nothing new, the same schema ids.
     let (child, printed) = up(dir.path(), &ports).await;
     assert!(printed.contains("orders (6 partitions)"), "topics must survive a restart:\n{printed}");
-    let again: serde_json::Value = reqwest::get(format!("{registry}/subjects/orders-com.eventline.commerce.OrderPlaced/versions/latest"))
-        .await.unwrap().json().await.unwrap();
+    let again: serde_json::Value =
+        reqwest::get(format!("{registry}/subjects/orders-com.eventline.commerce.OrderPlaced/versions/latest"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(again["id"], latest["id"]);
     assert_eq!(again["version"], 1);
     let token_again = std::fs::read_to_string(dir.path().join(".eventline/admin-token")).unwrap();
@@ -169,7 +195,11 @@ async fn schemas_list_prints_the_catalog() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.lines().count(), 10, "{stdout}");
-    assert!(stdout.contains("PaymentRefunded        payments   order_id     payments-com.eventline.commerce.PaymentRefunded"), "{stdout}");
+    assert!(
+        stdout
+            .contains("PaymentRefunded        payments   order_id     payments-com.eventline.commerce.PaymentRefunded"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +209,8 @@ async fn up_relays_an_upstream_outbox_when_given_its_database() {
     let upstream = eventline_testkit::PgDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let env = [("EVENTLINE_OUTBOX_RELAY__DATABASE_URL", upstream.url()), ("EVENTLINE_OUTBOX_RELAY__CREATE_TABLE", "true")];
+    let env =
+        [("EVENTLINE_OUTBOX_RELAY__DATABASE_URL", upstream.url()), ("EVENTLINE_OUTBOX_RELAY__CREATE_TABLE", "true")];
     let (child, printed) = up_with(dir.path(), &ports, &env).await;
     assert!(printed.contains("outbox relay     on, table eventline_outbox"), "{printed}");
 
@@ -228,4 +259,137 @@ async fn up_relays_an_upstream_outbox_when_given_its_database() {
     .await;
     pool.close().await;
     stop(child).await;
+}
+
+/// `kill -9` of the whole `eventline up` while events are being published: its broker goes
+/// with it (nothing is left on the port), the next `eventline up` on the same directory comes
+/// up, the projector resumes, and the read model ends equal to the log: every acknowledged
+/// order counted once for its customer, none lost, none applied twice.
+#[tokio::test]
+async fn a_sigkilled_up_leaves_no_broker_behind_and_resumes_with_the_read_model_equal_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let (mut child, _) = up(dir.path(), &ports).await;
+    let pid_file = dir.path().join(".eventline/kafka/kafka.pid");
+    let broker_pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let customer = eventline_testkit::unique("c-kill");
+    let ingest = format!("http://127.0.0.1:{}/v1/events", ports.ingest);
+    let order = {
+        let customer = customer.clone();
+        move |i: usize| {
+            serde_json::json!({"type": "OrderPlaced", "data": {"order_id": format!("{customer}-o{i}"), "customer_id": customer,
+            "currency": "EUR", "total_minor": 100 + i, "lines": [], "placed_at": "2026-11-23T10:00:00Z"}})
+        }
+    };
+
+    // Publishing under load: four clients, until the process is killed under them.
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let (acknowledged, next, ingest, order) =
+                (acknowledged.clone(), next.clone(), ingest.clone(), order.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match http.post(&ingest).json(&order(i)).send().await {
+                        Ok(answer) if answer.status() == 201 => {
+                            acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    eventline_testkit::eventually("200 events acknowledged before the kill", Duration::from_secs(60), || async {
+        (acknowledged.load(std::sync::atomic::Ordering::SeqCst) >= 200).then_some(())
+    })
+    .await;
+    child.kill().await.unwrap();
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    eventline_testkit::eventually("the broker to die with eventline up", Duration::from_secs(30), || async {
+        (!Path::new(&format!("/proc/{broker_pid}")).exists()).then_some(())
+    })
+    .await;
+
+    let restarted = std::time::Instant::now();
+    let (child, _) = up(dir.path(), &ports).await;
+    let http = reqwest::Client::new();
+    let total = next.load(std::sync::atomic::Ordering::SeqCst);
+    for i in total..total + 50 {
+        assert_eq!(http.post(&ingest).json(&order(i)).send().await.unwrap().status(), 201);
+    }
+
+    // The log, read by a consumer of its own: every order of this customer, by order id.
+    let in_log = orders_in_log(&format!("127.0.0.1:{}", ports.kafka), &customer).await;
+    let acknowledged = acknowledged.load(std::sync::atomic::Ordering::SeqCst) + 50;
+    assert!(in_log.len() >= acknowledged, "{} orders in the log, {acknowledged} acknowledged", in_log.len());
+    let expected_value: i64 = in_log.values().sum();
+    let customer_url = format!("http://127.0.0.1:{}/v1/customers/{customer}", ports.projector);
+    let view = eventline_testkit::eventually("the read model to reach the log", Duration::from_secs(90), || async {
+        let view: serde_json::Value = http.get(&customer_url).send().await.ok()?.json().await.ok()?;
+        (view["order_count"].as_u64() == Some(in_log.len() as u64)).then_some(view)
+    })
+    .await;
+    assert_eq!(view["lifetime_value_minor"].as_i64(), Some(expected_value), "{view}");
+    let resumed = restarted.elapsed();
+    // librdkafka's session timeout (45 s): the killed member leaves the group by then.
+    assert!(resumed < Duration::from_secs(75), "the projector took {resumed:?} to catch up after the restart");
+    eprintln!(
+        "caught up {resumed:?} after the restart; {} orders in the log, {acknowledged} acknowledged",
+        in_log.len()
+    );
+    stop(child).await;
+}
+
+/// The orders of `customer` on the `orders` topic (order id → total), read from the beginning
+/// by a consumer of its own until the end offsets seen when it started.
+async fn orders_in_log(bootstrap: &str, customer: &str) -> std::collections::BTreeMap<String, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let bootstrap = bootstrap.to_owned();
+    let customer = customer.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = KafkaSettings::for_bootstrap(bootstrap)
+            .client_config()
+            .set("group.id", eventline_testkit::unique("log-reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        let mut ends = std::collections::BTreeMap::new();
+        for partition in 0..6 {
+            let (_, high) = consumer.fetch_watermarks("orders", partition, Duration::from_secs(10)).unwrap();
+            ends.insert(partition, high);
+            partitions.add_partition_offset("orders", partition, rdkafka::Offset::Beginning).unwrap();
+        }
+        consumer.assign(&partitions).unwrap();
+        let mut orders = std::collections::BTreeMap::new();
+        let mut positions: std::collections::BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while positions.iter().any(|(p, at)| *at < ends[p]) {
+            assert!(std::time::Instant::now() < deadline, "the log was not read to its end: {positions:?} of {ends:?}");
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message.unwrap();
+            positions.insert(message.partition(), message.offset() + 1);
+            let framed = eventline_common::avro::unframe(message.payload().unwrap()).unwrap();
+            let catalog = eventline_common::catalog::Catalog::embedded().unwrap();
+            let schema = &catalog.event("OrderPlaced").unwrap().schema;
+            let placed: eventline_common::events::OrderPlaced =
+                eventline_common::avro::decode(framed.body, schema, None).unwrap();
+            if placed.customer_id == customer {
+                orders.insert(placed.order_id, placed.total_minor);
+            }
+        }
+        orders
+    })
+    .await
+    .unwrap()
 }

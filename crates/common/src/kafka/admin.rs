@@ -1,5 +1,5 @@
-//! Topic administration. Topics are created explicitly (some brokers, Tansu among them, refuse
-//! to produce to a topic that does not exist), with the partition counts of the catalog.
+//! Topic administration. Topics are created explicitly, with the partition counts of the
+//! catalog (production clusters should not auto-create topics, and the local broker does not).
 
 use std::time::Duration;
 
@@ -19,7 +19,12 @@ pub enum AdminError {
     CreateTopic { topic: String, code: RDKafkaErrorCode },
     #[error("Kafka request failed: {0}")]
     Request(#[source] KafkaError),
+    #[error("topics {topics:?} were created but had no leader for every partition within {waited:?}")]
+    NotReady { topics: Vec<String>, waited: Duration },
 }
+
+/// How long [`ensure_topics`] waits for new topics to have a leader for every partition.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A topic to create: name, partition count, replication factor.
 #[derive(Debug, Clone)]
@@ -50,7 +55,41 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicRequest]) ->
             Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
         }
     }
+    // CreateTopics answers before every broker's metadata knows the new partitions' leaders;
+    // a client that reads watermarks or produces at once would get NotLeaderForPartition.
+    let waiting: Vec<(String, i32)> = missing.iter().map(|t| (t.name.clone(), t.partitions)).collect();
+    wait_for_leaders(settings, waiting).await?;
     Ok(created)
+}
+
+/// Waits until the metadata shows each of `topics` with its partition count, each with a leader.
+async fn wait_for_leaders(settings: &KafkaSettings, topics: Vec<(String, i32)>) -> Result<(), AdminError> {
+    let config = settings.client_config();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().map_err(AdminError::Client)?;
+        let started = std::time::Instant::now();
+        loop {
+            let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(AdminError::Request)?;
+            let ready = |(name, partitions): &(String, i32)| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && t.partitions().len() == usize::try_from(*partitions).unwrap_or(0)
+                        && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+                })
+            };
+            if topics.iter().all(ready) {
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                let topics = topics.iter().filter(|t| !ready(t)).map(|(name, _)| name.clone()).collect();
+                return Err(AdminError::NotReady { topics, waited: READY_TIMEOUT });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .map_err(|_| AdminError::Request(KafkaError::Canceled))?
 }
 
 /// Creates the catalog's topics that do not exist yet; returns the names it created.
