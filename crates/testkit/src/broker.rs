@@ -6,6 +6,9 @@
 //! subjects of its own ([`crate::unique`]) takes [`Broker::shared`]. A test that stops, kills or
 //! restarts the broker, or uses the catalog's topics (whose names are fixed, so other tests
 //! would write to them too), takes a broker of its own, [`Broker::start`].
+//!
+//! [`Broker::start_secure`] and [`Broker::shared_secure`] are the same with a SASL_SSL listener
+//! ([`crate::secure`]); every client made from such a [`Broker`] goes through it.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,6 +16,8 @@ use std::time::Duration;
 use eventline_common::kafka::admin::{ensure_topics, TopicRequest};
 use eventline_common::kafka::local_broker::{LocalBroker, LocalBrokerConfig, KAFKA_VERSION};
 use eventline_common::kafka::KafkaSettings;
+
+use crate::secure::{SaslMechanism, SecureListener};
 
 const READY: Duration = Duration::from_secs(60);
 /// The environment variable naming a running broker for every test to share.
@@ -22,12 +27,33 @@ pub const SHARED_BOOTSTRAP_ENV: &str = "TESTKIT_KAFKA_BOOTSTRAP";
 pub struct Broker {
     bootstrap: String,
     own: Option<(LocalBroker, tempfile::TempDir)>,
+    secure: Option<SecureListener>,
 }
 
 impl Broker {
     /// The broker shared by the tests of this run (see the module docs).
     pub fn shared() -> Self {
-        Self { bootstrap: shared_bootstrap(), own: None }
+        Self { bootstrap: shared_bootstrap(), own: None, secure: None }
+    }
+
+    /// A broker with a SASL_SSL listener shared by the tests of this process (started on first
+    /// use, kept until the process exits).
+    pub fn shared_secure() -> Self {
+        static SHARED: OnceLock<(String, SecureListener)> = OnceLock::new();
+        let (bootstrap, listener) = SHARED.get_or_init(|| {
+            let listener = SecureListener::new();
+            let configure = listener.clone();
+            (start_kept("shared-secure-kafka", move |config| configure.configure(config)), listener)
+        });
+        Self { bootstrap: bootstrap.clone(), own: None, secure: Some(listener.clone()) }
+    }
+
+    /// A broker of this test's own with a SASL_SSL listener.
+    pub async fn start_secure() -> Self {
+        let listener = SecureListener::new();
+        let mut broker = Self::start_with(|config| listener.configure(config)).await;
+        broker.secure = Some(listener);
+        broker
     }
 
     /// A broker of this test's own: its own port and log, killed when dropped.
@@ -39,11 +65,20 @@ impl Broker {
     /// example with another listener).
     pub async fn start_with(configure: impl FnOnce(&mut LocalBrokerConfig)) -> Self {
         let (broker, dir) = start_local_broker(configure).await;
-        Self { bootstrap: broker.bootstrap_servers(), own: Some((broker, dir)) }
+        Self { bootstrap: broker.bootstrap_servers(), own: Some((broker, dir)), secure: None }
     }
 
+    /// Where clients connect: the SASL_SSL listener on a secure broker.
     pub fn bootstrap_servers(&self) -> String {
-        self.bootstrap.clone()
+        match &self.secure {
+            Some(secure) => secure.bootstrap_servers(),
+            None => self.bootstrap.clone(),
+        }
+    }
+
+    /// The SASL_SSL listener, on a broker started with one.
+    pub fn secure(&self) -> Option<&SecureListener> {
+        self.secure.as_ref()
     }
 
     /// The broker process's id, for a broker of the test's own (benchmarks read its CPU time).
@@ -51,8 +86,12 @@ impl Broker {
         self.own.as_ref().and_then(|(broker, _)| broker.pid())
     }
 
+    /// Client settings: on a secure broker, its SASL_SSL listener with SCRAM-SHA-256.
     pub fn kafka_settings(&self) -> KafkaSettings {
-        KafkaSettings::for_bootstrap(self.bootstrap_servers())
+        match &self.secure {
+            Some(secure) => secure.kafka_settings(SaslMechanism::ScramSha256),
+            None => KafkaSettings::for_bootstrap(self.bootstrap_servers()),
+        }
     }
 
     /// Kills the broker (as a crash would); its log stays for [`resume`](Self::resume).
@@ -64,14 +103,22 @@ impl Broker {
     pub async fn resume(&mut self) {
         let broker = self.own_broker("resume");
         broker.restart(READY).await.unwrap_or_else(|e| panic!("Kafka did not come back: {e}"));
-        eprintln!("Apache Kafka {KAFKA_VERSION} restarted on {} in {:.1?}", broker.bootstrap_servers(), broker.started_in());
+        eprintln!(
+            "Apache Kafka {KAFKA_VERSION} restarted on {} in {:.1?}",
+            broker.bootstrap_servers(),
+            broker.started_in()
+        );
     }
 
     /// Creates topics with the given partition counts.
     pub async fn create_topics(&self, topics: &[(&str, i32)]) {
         let requests: Vec<TopicRequest> = topics
             .iter()
-            .map(|(name, partitions)| TopicRequest { name: (*name).to_owned(), partitions: *partitions, replication: 1 })
+            .map(|(name, partitions)| TopicRequest {
+                name: (*name).to_owned(),
+                partitions: *partitions,
+                replication: 1,
+            })
             .collect();
         ensure_topics(&self.kafka_settings(), &requests)
             .await
@@ -91,39 +138,39 @@ pub async fn start_local_broker(configure: impl FnOnce(&mut LocalBrokerConfig)) 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
     let mut config = LocalBrokerConfig::new(crate::free_port(), dir.path(), READY);
     configure(&mut config);
-    let broker = LocalBroker::start_with(config)
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the Apache Kafka broker: {e}"));
+    let broker =
+        LocalBroker::start_with(config).await.unwrap_or_else(|e| panic!("cannot start the Apache Kafka broker: {e}"));
     eprintln!("Apache Kafka {KAFKA_VERSION} ready on {} in {:.1?}", broker.bootstrap_servers(), broker.started_in());
     (broker, dir)
 }
 
-/// `$TESTKIT_KAFKA_BOOTSTRAP`, else this process's own shared broker, started on first use on a
-/// thread (and runtime) of its own, so that it outlives every test's runtime.
+/// `$TESTKIT_KAFKA_BOOTSTRAP`, else this process's own shared broker, started on first use.
 fn shared_bootstrap() -> String {
     if let Ok(bootstrap) = std::env::var(SHARED_BOOTSTRAP_ENV) {
         return bootstrap;
     }
     static SHARED: OnceLock<String> = OnceLock::new();
-    SHARED
-        .get_or_init(|| {
-            let (sender, receiver) = std::sync::mpsc::channel();
-            std::thread::Builder::new()
-                .name("shared-kafka".into())
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap_or_else(|e| panic!("no runtime for the shared broker: {e}"));
-                    runtime.block_on(async move {
-                        let (broker, _dir) = start_local_broker(|_| {}).await;
-                        let _ = sender.send(broker.bootstrap_servers());
-                        // Held until the process exits; the broker then sees its pipe close.
-                        std::future::pending::<()>().await;
-                    });
-                })
-                .unwrap_or_else(|e| panic!("cannot start the shared broker's thread: {e}"));
-            receiver.recv().unwrap_or_else(|_| panic!("the shared Kafka broker did not start (see above)"))
+    SHARED.get_or_init(|| start_kept("shared-kafka", |_| {})).clone()
+}
+
+/// Starts a broker on a thread (and runtime) of its own, so that it outlives every test's
+/// runtime, and keeps it until the process exits; returns its PLAINTEXT address.
+fn start_kept(name: &str, configure: impl FnOnce(&mut LocalBrokerConfig) + Send + 'static) -> String {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("no runtime for the shared broker: {e}"));
+            runtime.block_on(async move {
+                let (broker, _dir) = start_local_broker(configure).await;
+                let _ = sender.send(broker.bootstrap_servers());
+                // Held until the process exits; the broker then sees its pipe close.
+                std::future::pending::<()>().await;
+            });
         })
-        .clone()
+        .unwrap_or_else(|e| panic!("cannot start the shared broker's thread: {e}"));
+    receiver.recv().unwrap_or_else(|_| panic!("the shared Kafka broker did not start (see above)"))
 }

@@ -1,6 +1,7 @@
 //! The test harness: real parts, each test with its own.
 //!
-//! - [`Broker`]: Apache Kafka on loopback, shared by the run's tests or a test's own.
+//! - [`Broker`]: Apache Kafka on loopback, shared by the run's tests or a test's own;
+//!   [`Broker::start_secure`] and [`Broker::shared_secure`] with a SASL_SSL listener ([`secure`]).
 //! - [`PgDatabase`]: a fresh database on the machine's PostgreSQL (dropped afterwards).
 //! - [`SqliteDatabase`]: a SQLite file in a temp dir.
 //! - [`python`]: the interpreter of the interop venv prepared by `./dev.sh test`.
@@ -10,6 +11,7 @@
 mod broker;
 mod postgres;
 mod python;
+pub mod secure;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -7,7 +7,8 @@
 //! loopback listeners, a bounded heap and its log in `<data_dir>/log`, kept across restarts.
 //!
 //! The launcher (`eventline.KafkaLauncher`) formats a new log directory (Kafka's StorageTool,
-//! `--standalone`), then runs `kafka.Kafka`. It also reads its standard input, whose other end
+//! `--standalone`, with the SCRAM users of [`LocalBrokerConfig::scram_users`]), then runs
+//! `kafka.Kafka`. It also reads its standard input, whose other end
 //! this process holds: when this process exits for any reason, SIGKILL included, the broker sees
 //! end-of-file and shuts down. As a second guard, `kafka.pid` in the data directory names the
 //! running broker, and a start that finds a broker of an earlier run still alive on the same
@@ -52,8 +53,58 @@ pub enum LocalBrokerError {
     Io { path: String, source: std::io::Error },
     #[error("the Kafka broker exited with {status}; the end of its log ({log_path}):\n{log}")]
     Exited { status: std::process::ExitStatus, log_path: String, log: String },
-    #[error("the Kafka broker on port {port} did not answer within {timeout:?}; the end of its log ({log_path}):\n{log}")]
+    #[error(
+        "the Kafka broker on port {port} did not answer within {timeout:?}; the end of its log ({log_path}):\n{log}"
+    )]
     NotReady { port: u16, timeout: Duration, log_path: String, log: String },
+    #[error("SCRAM user `{name}`: a name or password with `,`, `[`, `]`, `=` or `\"` cannot be given to Kafka's storage tool")]
+    InvalidScramUser { name: String },
+}
+
+/// A SCRAM mechanism a local broker can hold credentials for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScramMechanism {
+    Sha256,
+    Sha512,
+}
+
+impl ScramMechanism {
+    /// The name Kafka and librdkafka (`sasl.mechanism`) use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// A SCRAM user the broker's cluster is created with.
+#[derive(Clone)]
+pub struct ScramUser {
+    pub mechanism: ScramMechanism,
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ScramUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUser")
+            .field("mechanism", &self.mechanism)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScramUser {
+    /// The `--add-scram` value of Kafka's storage tool:
+    /// `SCRAM-SHA-256=[name=alice,password=alice-secret]`.
+    fn format_arg(&self) -> Result<String, LocalBrokerError> {
+        let plain = |text: &str| !text.is_empty() && !text.contains([',', '[', ']', '=', '"']);
+        if !plain(&self.name) || !plain(&self.password) {
+            return Err(LocalBrokerError::InvalidScramUser { name: self.name.clone() });
+        }
+        Ok(format!("{}=[name={},password={}]", self.mechanism.as_str(), self.name, self.password))
+    }
 }
 
 /// Where Kafka's jars are: `$EVENTLINE_KAFKA_HOME`, else `~/.cache/eventline/kafka-<version>`
@@ -84,8 +135,17 @@ pub struct LocalBrokerConfig {
     pub ready_timeout: Duration,
     /// The JVM's maximum heap, as `-Xmx` takes it.
     pub heap: String,
-    /// `server.properties` entries applied over the defaults (e.g. another listener).
+    /// Client listeners on 127.0.0.1 besides PLAINTEXT on `port`, each named by its security
+    /// protocol (`SASL_SSL`, `SSL`, `SASL_PLAINTEXT`), with its port. Their own settings
+    /// (`listener.name.sasl_ssl.…`) go in `properties`. The controller and the broker's own
+    /// traffic stay on PLAINTEXT, and so does the readiness check.
+    pub extra_listeners: BTreeMap<String, u16>,
+    /// `server.properties` entries applied over the defaults.
     pub properties: BTreeMap<String, String>,
+    /// SCRAM credentials stored when the log directory is formatted, that is at the first start
+    /// on a new `data_dir` only (a test's broker; `eventline up` has none). They are passed on
+    /// the launcher's command line, so they suit test users, not real secrets.
+    pub scram_users: Vec<ScramUser>,
 }
 
 impl LocalBrokerConfig {
@@ -95,7 +155,9 @@ impl LocalBrokerConfig {
             data_dir: data_dir.to_path_buf(),
             ready_timeout,
             heap: DEFAULT_HEAP.to_owned(),
+            extra_listeners: BTreeMap::new(),
             properties: BTreeMap::new(),
+            scram_users: Vec::new(),
         }
     }
 }
@@ -238,10 +300,7 @@ impl LocalBroker {
 pub async fn answers_metadata(bootstrap: &str) -> bool {
     let config = KafkaSettings::for_bootstrap(bootstrap).client_config();
     tokio::task::spawn_blocking(move || {
-        config
-            .create::<BaseConsumer>()
-            .map(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
-            .unwrap_or(false)
+        config.create::<BaseConsumer>().map(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok()).unwrap_or(false)
     })
     .await
     .unwrap_or(false)
@@ -257,14 +316,20 @@ pub async fn answers_metadata(bootstrap: &str) -> bool {
 pub fn server_properties(config: &LocalBrokerConfig, controller_port: u16) -> String {
     let port = config.port;
     let log_dir = config.data_dir.join("log");
+    let mut advertised = format!("PLAINTEXT://127.0.0.1:{port}");
+    let mut protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned();
+    for (name, port) in &config.extra_listeners {
+        let _ = write!(advertised, ",{name}://127.0.0.1:{port}");
+        let _ = write!(protocols, ",{name}:{name}");
+    }
     let mut properties: BTreeMap<String, String> = [
         ("process.roles", "broker,controller".to_owned()),
         ("node.id", "1".to_owned()),
-        ("listeners", format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}")),
-        ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port}")),
+        ("listeners", format!("{advertised},CONTROLLER://127.0.0.1:{controller_port}")),
+        ("advertised.listeners", advertised),
         ("controller.listener.names", "CONTROLLER".to_owned()),
         ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
-        ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned()),
+        ("listener.security.protocol.map", protocols),
         ("controller.quorum.bootstrap.servers", format!("127.0.0.1:{controller_port}")),
         ("log.dirs", log_dir.display().to_string()),
         ("num.partitions", "1".to_owned()),
@@ -332,7 +397,8 @@ fn spawn(config: &LocalBrokerConfig) -> Result<(Child, ChildStdin), LocalBrokerE
     let data_dir = &config.data_dir;
     let write = |name: &str, text: String| {
         let path = data_dir.join(name);
-        std::fs::write(&path, text).map_err(|source| LocalBrokerError::Io { path: path.display().to_string(), source })?;
+        std::fs::write(&path, text)
+            .map_err(|source| LocalBrokerError::Io { path: path.display().to_string(), source })?;
         Ok::<_, LocalBrokerError>(path)
     };
     let log_path = data_dir.join(LOG_FILE);
@@ -341,6 +407,10 @@ fn spawn(config: &LocalBrokerConfig) -> Result<(Child, ChildStdin), LocalBrokerE
     let io_error = |source| LocalBrokerError::Io { path: log_path.display().to_string(), source };
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_error)?;
     let log_err = log.try_clone().map_err(io_error)?;
+    let mut format_args = Vec::new();
+    for user in &config.scram_users {
+        format_args.extend(["--add-scram".to_owned(), user.format_arg()?]);
+    }
     let java = java_binary();
     let mut child = Command::new(&java)
         .arg(format!("-Xmx{}", config.heap))
@@ -351,6 +421,7 @@ fn spawn(config: &LocalBrokerConfig) -> Result<(Child, ChildStdin), LocalBrokerE
         .arg(home.join("libs/*"))
         .arg(LAUNCHER_CLASS)
         .arg(&properties)
+        .args(&format_args)
         .current_dir(data_dir)
         .env_remove("KAFKA_OPTS")
         .env_remove("KAFKA_HEAP_OPTS")
@@ -423,6 +494,20 @@ mod tests {
     }
 
     #[test]
+    fn scram_users_become_storage_tool_arguments() {
+        let user = |name: &str, password: &str| ScramUser {
+            mechanism: ScramMechanism::Sha512,
+            name: name.into(),
+            password: password.into(),
+        };
+        let arg = user("alice", "alice-secret").format_arg().ok();
+        assert_eq!(arg.as_deref(), Some("SCRAM-SHA-512=[name=alice,password=alice-secret]"));
+        assert!(user("alice", "a,b").format_arg().is_err());
+        assert!(user("al]ice", "secret").format_arg().is_err());
+        assert!(!format!("{:?}", user("alice", "alice-secret")).contains("alice-secret"));
+    }
+
+    #[test]
     fn properties_given_by_the_caller_win_over_the_defaults() {
         let mut config = LocalBrokerConfig::new(19092, Path::new("/data"), Duration::from_secs(1));
         config.properties.insert("num.partitions".into(), "3".into());
@@ -431,5 +516,29 @@ mod tests {
         assert!(!text.contains("num.partitions=1"), "{text}");
         assert!(text.contains("listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\n"), "{text}");
         assert!(text.contains("log.dirs=/data/log\n"), "{text}");
+    }
+
+    #[test]
+    fn an_extra_listener_is_listened_on_advertised_and_mapped_to_its_protocol() {
+        let mut config = LocalBrokerConfig::new(19092, Path::new("/data"), Duration::from_secs(1));
+        config.extra_listeners.insert("SASL_SSL".into(), 19094);
+        let text = server_properties(&config, 19093);
+        assert!(
+            text.contains(
+                "\nlisteners=PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nadvertised.listeners=PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\ninter.broker.listener.name=PLAINTEXT\n"), "{text}");
     }
 }

@@ -1,24 +1,48 @@
-//! Kafka clients: settings shared by every client, the producer, and topic administration.
+//! Kafka clients: settings shared by every client, the connection check made at start-up, the
+//! producer, and topic administration.
 
 pub mod admin;
+pub mod connection;
 pub mod consumer;
 pub mod local_broker;
 pub mod producer;
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use rdkafka::config::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 /// The `[kafka]` section: where the brokers are and any librdkafka property to pass through.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` list.
     pub bootstrap_servers: String,
     pub client_id: String,
-    /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.mechanism`), applied last.
+    /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`, `ssl.ca.location`), applied last.
     pub properties: BTreeMap<String, String>,
+}
+
+/// Shows the properties, those that hold a secret (`sasl.password`, `ssl.key.password`, ...) as
+/// `***`.
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(key, value)| {
+                let secret = key.contains("password") || key.contains("secret");
+                (key.as_str(), if secret { "***" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("client_id", &self.client_id)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 impl Default for KafkaSettings {
@@ -56,4 +80,20 @@ pub struct Position {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let mut settings = KafkaSettings::default();
+        settings.properties.insert("sasl.username".into(), "alice".into());
+        settings.properties.insert("sasl.password".into(), "alice-secret".into());
+        settings.properties.insert("ssl.key.password".into(), "key-secret".into());
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("alice") && shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("alice-secret") && !shown.contains("key-secret"), "{shown}");
+    }
 }

@@ -5,18 +5,23 @@ import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.Properties;
 
 /**
  * Runs one Apache Kafka broker (KRaft, combined broker and controller) for Eventline's local
  * setups, as a child process that never outlives its parent.
  *
- * <p>Usage: {@code java -cp 'libs/*' eventline.KafkaLauncher server.properties}
+ * <p>Usage: {@code java -cp 'libs/*' eventline.KafkaLauncher server.properties [FORMAT_ARG...]}
  *
  * <ol>
  *   <li>Formats the log directory when it has no {@code meta.properties} yet (Kafka's StorageTool,
  *       {@code --standalone}: this controller is the whole quorum), in this JVM, to spare a second
- *       JVM start.</li>
+ *       JVM start. Any further arguments go to the format command as they are, e.g.
+ *       {@code --add-scram SCRAM-SHA-256=[name=alice,password=alice-secret]} to create a SCRAM
+ *       user with the cluster; a log directory formatted before keeps the users it has.</li>
  *   <li>Watches standard input: the parent holds the other end of the pipe, so when the parent
  *       exits for any reason, SIGKILL included, the pipe reaches end-of-file and the broker shuts
  *       down (cleanly, then by force after a deadline). A broker can never be left running on the
@@ -30,17 +35,17 @@ public final class KafkaLauncher {
     private KafkaLauncher() {}
 
     public static void main(String[] args) throws IOException {
-        if (args.length != 1) {
-            System.err.println("usage: KafkaLauncher SERVER_PROPERTIES");
+        if (args.length < 1) {
+            System.err.println("usage: KafkaLauncher SERVER_PROPERTIES [FORMAT_ARG...]");
             System.exit(2);
         }
         String config = args[0];
-        formatIfNew(config);
+        formatIfNew(config, Arrays.copyOfRange(args, 1, args.length));
         watchParent();
         kafka.Kafka.main(new String[] {config});
     }
 
-    private static void formatIfNew(String config) throws IOException {
+    private static void formatIfNew(String config, String[] extra) throws IOException {
         Properties properties = new Properties();
         try (InputStream in = Files.newInputStream(Path.of(config))) {
             properties.load(in);
@@ -50,10 +55,12 @@ public final class KafkaLauncher {
             return;
         }
         String clusterId = org.apache.kafka.common.Uuid.randomUuid().toString();
-        String[] format = {"format", "--config", config, "--cluster-id", clusterId, "--standalone"};
+        List<String> format = new ArrayList<>(
+                List.of("format", "--config", config, "--cluster-id", clusterId, "--standalone"));
+        format.addAll(Arrays.asList(extra));
         int code;
         try {
-            code = kafka.tools.StorageTool.execute(format, System.out);
+            code = kafka.tools.StorageTool.execute(format.toArray(new String[0]), System.out);
         } catch (Exception e) {
             System.err.println("formatting " + logDir + " failed: " + e.getMessage());
             code = 1;
