@@ -62,7 +62,8 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicRequest]) ->
     Ok(created)
 }
 
-/// Waits until the metadata shows each of `topics` with its partition count, each with a leader.
+/// Waits until the metadata shows each of `topics` with its partition count, and each partition's
+/// leader answers for it.
 async fn wait_for_leaders(settings: &KafkaSettings, topics: Vec<(String, i32)>) -> Result<(), AdminError> {
     let config = settings.client_config();
     tokio::task::spawn_blocking(move || {
@@ -78,7 +79,11 @@ async fn wait_for_leaders(settings: &KafkaSettings, topics: Vec<(String, i32)>) 
                         && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
                 })
             };
-            if topics.iter().all(ready) {
+            // A leader in the metadata may not serve its partition yet: ListOffsets says when it does.
+            let serving = |(name, partitions): &(String, i32)| {
+                (0..*partitions).all(|p| consumer.fetch_watermarks(name, p, Duration::from_secs(5)).is_ok())
+            };
+            if topics.iter().all(ready) && topics.iter().all(serving) {
                 return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {
