@@ -177,12 +177,14 @@ impl LocalBroker {
         Self::start_with(LocalBrokerConfig::new(port, data_dir, ready_timeout)).await
     }
 
-    pub async fn start_with(config: LocalBrokerConfig) -> Result<Self, LocalBrokerError> {
+    pub async fn start_with(mut config: LocalBrokerConfig) -> Result<Self, LocalBrokerError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| LocalBrokerError::Io { path, source }
         };
         std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        // The broker runs in the data directory; every path it is given must not depend on that.
+        config.data_dir = std::path::absolute(&config.data_dir).map_err(io(&config.data_dir))?;
         stop_stale_broker(&config.data_dir).await;
         let started = Instant::now();
         let (child, lifeline) = spawn(&config)?;
