@@ -1,5 +1,5 @@
 //! `eventline admin` (the real binary): the operator commands over HTTP behind the admin token,
-//! against a real Tansu broker and SQLite. The answers are the JSON the CLI prints with
+//! against a real Apache Kafka broker and SQLite. The answers are the JSON the CLI prints with
 //! `--output json`; the commands themselves are tested in replay.rs, dlq.rs and rebuild.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -119,6 +119,10 @@ async fn operator_commands_over_http_behind_the_token() {
     let committed: Vec<i64> =
         description["partitions"].as_array().unwrap().iter().map(|p| p["committed"].as_i64().unwrap()).collect();
     assert_eq!(committed, [3, 3]);
+    // No consumer of the group ever reached the broker: no state, no members, and the reason.
+    assert_eq!((&description["state"], &description["members"]), (&Value::Null, &json!([])), "{description}");
+    let note = description["membership_note"].as_str().unwrap_or_default();
+    assert!(note.contains(&format!("the broker does not know group `{group}`")), "{description}");
     let (status, listed) = admin.get("/admin/v1/groups").await;
     assert_eq!(status, StatusCode::OK);
     assert!(listed["groups"].as_array().unwrap().iter().any(|g| g["group"] == group.as_str()), "{listed}");
