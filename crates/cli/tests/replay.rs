@@ -164,6 +164,38 @@ impl Stack {
         lag.into_iter().map(|p| (p.partition, p.committed)).collect()
     }
 
+    /// What the broker reports about `group`, asked directly: its state (empty when it does not
+    /// list the group) and each member's (member id, client id, host).
+    async fn broker_group(&self, group: &str) -> (String, Vec<(String, String, String)>) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let config = self.kafka().client_config();
+        let group = group.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().unwrap();
+            let list = consumer.fetch_group_list(Some(&group), Duration::from_secs(10)).unwrap();
+            let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
+                return (String::new(), Vec::new());
+            };
+            let members = info
+                .members()
+                .iter()
+                .map(|m| (m.id().to_owned(), m.client_id().to_owned(), m.client_host().to_owned()))
+                .collect();
+            (info.state().to_owned(), members)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits until the broker reports `group` without members (its consumers left).
+    async fn left(&self, group: &str) {
+        eventually(&format!("the broker reports group {group} empty"), WAIT, || async {
+            let (state, members) = self.broker_group(group).await;
+            (state == "Empty" && members.is_empty()).then_some(())
+        })
+        .await;
+    }
+
     /// The end offset of each partition of `topic`.
     async fn ends(&self, topic: &str) -> BTreeMap<i32, i64> {
         let lag = group_lag(&self.kafka(), &unique("ends"), &[topic.to_owned()], OffsetSource::Kafka).await.unwrap();
@@ -386,6 +418,7 @@ async fn replay_to_earliest_repairs_a_damaged_read_model() {
     let consumer = Running::start(stack.runtime(settings(&group, &topic, OffsetMode::Kafka), model.clone()));
     eventually("the read model is complete", WAIT, || async { (model.rows().await == expected).then_some(()) }).await;
     consumer.stop().await;
+    stack.left(&group).await;
     let ends = stack.ends(&topic).await;
     let at_end: BTreeMap<i32, Option<i64>> = ends.iter().map(|(p, e)| (*p, Some(*e))).collect();
     assert_eq!(stack.committed(&group, &topic).await, at_end);
@@ -400,7 +433,7 @@ async fn replay_to_earliest_repairs_a_damaged_read_model() {
     assert!(dry.stdout.contains("24 event(s) to re-read, 0 to skip"), "{}", dry.stdout);
     assert_eq!(stack.committed(&group, &topic).await, at_end, "a dry run changes nothing");
 
-    let mut waiting = stack.spawn(&["--group", &group, "--to-earliest", "--execute", "--members-stopped", "--wait"]);
+    let mut waiting = stack.spawn(&["--group", &group, "--to-earliest", "--execute", "--wait"]);
     let executed = waiting.read_until("partition(s) now at their targets").await;
     assert!(executed.contains("executed: offsets written to Kafka"), "{executed}");
     let at_start: BTreeMap<i32, Option<i64>> = ends.keys().map(|p| (*p, Some(0))).collect();
@@ -442,6 +475,7 @@ async fn replay_to_a_date_time_rereads_exactly_the_events_after_it() {
     }
     handled(&recorder, first_wave + second_wave.len()).await;
     consumer.stop().await;
+    stack.left(&group).await;
     let read_back_boundary =
         recorder.seen().iter().filter(|(p, o, _)| second_wave.contains(&(*p, *o))).map(|(_, _, t)| *t).min().unwrap();
     assert!(recorder.seen().iter().all(|(p, o, t)| second_wave.contains(&(*p, *o)) || *t < read_back_boundary));
@@ -450,10 +484,7 @@ async fn replay_to_a_date_time_rereads_exactly_the_events_after_it() {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
 
     let run = stack
-        .eventline(
-            &["--group", &group, "--to-datetime", &boundary, "--execute", "--members-stopped", "--output", "json"],
-            None,
-        )
+        .eventline(&["--group", &group, "--to-datetime", &boundary, "--execute", "--output", "json"], None)
         .await
         .ok();
     let report = run.json();
@@ -499,6 +530,7 @@ async fn replay_shift_by_moves_each_partition_by_exactly_n() {
     let consumer = Running::start(stack.runtime(settings(&group, &topic, OffsetMode::Kafka), recorder.clone()));
     handled(&recorder, total).await;
     consumer.stop().await;
+    stack.left(&group).await;
     let ends = stack.ends(&topic).await;
     let before = stack.committed(&group, &topic).await;
     assert_eq!(before, ends.iter().map(|(p, e)| (*p, Some(*e))).collect());
@@ -519,7 +551,7 @@ async fn replay_shift_by_moves_each_partition_by_exactly_n() {
     );
     assert_eq!(stack.committed(&group, &topic).await, before, "dry runs change nothing");
 
-    let mut waiting = stack.spawn(&["--group", &group, "--shift-by", "-2", "--execute", "--members-stopped", "--wait"]);
+    let mut waiting = stack.spawn(&["--group", &group, "--shift-by", "-2", "--execute", "--wait"]);
     waiting.read_until("partition(s) now at their targets").await;
     let shifted: BTreeMap<i32, Option<i64>> = ends.iter().map(|(p, e)| (*p, Some(e - 2))).collect();
     assert_eq!(stack.committed(&group, &topic).await, shifted);
@@ -695,19 +727,171 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     ];
     for (args, expected) in cases {
         let mut args = args.clone();
-        args.extend(["--execute", "--members-stopped"]);
+        args.push("--execute");
         let run = stack.eventline(&args, None).await;
         assert!(!run.success, "{args:?} succeeded:\n{}", run.stdout);
         assert!(run.stderr.contains(&expected), "{args:?}: expected `{expected}` in:\n{}", run.stderr);
     }
-    // Tansu 0.6 fails DescribeGroups (it drops the connection), so for a Kafka-offset group the
-    // broker cannot tell whether anyone consumes: executing needs the operator's word.
-    let unsure = stack.eventline(&["--group", &group, "--to-earliest", "--execute"], None).await;
-    assert!(!unsure.success, "{}", unsure.stdout);
-    let expected = format!("the broker cannot tell whether group `{group}` has live members");
-    assert!(unsure.stderr.contains(&expected) && unsure.stderr.contains("pass --members-stopped"), "{}", unsure.stderr);
     let wait_without_execute = stack.eventline(&["--group", &group, "--to-earliest", "--wait"], None).await;
     assert!(!wait_without_execute.success);
     assert!(wait_without_execute.stderr.contains("--execute"), "{}", wait_without_execute.stderr);
     assert_eq!(stack.committed(&group, &topic).await, before, "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kafka_offset_group_is_never_reset_while_the_broker_reports_a_live_member() {
+    let stack = Stack::start().await;
+    let topic = stack.topic().await;
+    for partition in 0..PARTITIONS {
+        for i in 0..2 {
+            stack.order(&topic, partition, &format!("k{partition}"), &format!("v{i}"), None).await;
+        }
+    }
+    let group = unique("live");
+    let recorder = Recorder::new(None);
+    let consumer = Running::start(stack.runtime(settings(&group, &topic, OffsetMode::Kafka), recorder.clone()));
+    handled(&recorder, 6).await;
+    let at_end: BTreeMap<i32, Option<i64>> = (0..PARTITIONS).map(|p| (p, Some(2))).collect();
+    eventually("the offsets are committed", WAIT, || async {
+        (stack.committed(&group, &topic).await == at_end).then_some(())
+    })
+    .await;
+    let (member_id, client_id, host) = eventually("the broker reports the consumer", WAIT, || async {
+        let (state, mut members) = stack.broker_group(&group).await;
+        (state == "Stable" && members.len() == 1).then(|| members.remove(0))
+    })
+    .await;
+    let named = format!("{member_id} on {host} (client {client_id})");
+
+    let refused = stack.eventline(&["--group", &group, "--to-earliest", "--execute"], None).await;
+    assert!(!refused.success, "{}", refused.stdout);
+    let expected = format!("consumer group `{group}` has live members: {named}; stop the group's consumers");
+    assert!(refused.stderr.contains(&expected), "expected `{expected}` in:\n{}", refused.stderr);
+    let said_stopped =
+        stack.eventline(&["--group", &group, "--to-earliest", "--execute", "--members-stopped"], None).await;
+    assert!(!said_stopped.success, "members the broker reports are never overridden: {}", said_stopped.stdout);
+    assert!(said_stopped.stderr.contains(&expected), "{}", said_stopped.stderr);
+    let dry = stack.eventline(&["--group", &group, "--to-earliest"], None).await.ok();
+    let live_line =
+        format!("members: LIVE: {named} (the broker's DescribeGroups says the group is Stable); --execute is refused");
+    assert!(dry.stdout.contains(&live_line), "{}", dry.stdout);
+    assert_eq!(stack.committed(&group, &topic).await, at_end, "refusals change nothing");
+
+    consumer.stop().await;
+    stack.left(&group).await;
+    let run = stack.eventline(&["--group", &group, "--to-earliest", "--execute", "--output", "json"], None).await.ok();
+    let members = &run.json()["outcome"]["members"];
+    assert_eq!(
+        (&members["source"], &members["status"], &members["members"]),
+        (&Json::from("broker"), &Json::from("none_live"), &serde_json::json!([])),
+        "{members:#}"
+    );
+    assert_eq!(members["detail"], "the broker's DescribeGroups says the group is Empty");
+    assert_eq!(run.json()["outcome"]["verified"], true);
+    let at_start: BTreeMap<i32, Option<i64>> = (0..PARTITIONS).map(|p| (p, Some(0))).collect();
+    assert_eq!(stack.committed(&group, &topic).await, at_start);
+}
+
+/// Commits `offsets` on `topic` for `group` from outside the group; Kafka accepts that only while
+/// the group has no members.
+async fn try_commit(kafka: &KafkaSettings, group: &str, topic: &str, offsets: &[(i32, i64)]) -> Result<(), String> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let config = {
+        let mut config = kafka.client_config();
+        config.set("group.id", group).set("enable.auto.commit", "false");
+        config
+    };
+    let mut list = rdkafka::TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset)).unwrap();
+    }
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().unwrap();
+        consumer.commit(&list, CommitMode::Sync).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+/// Kafka 4's DescribeGroups describes a group of the new consumer protocol (KIP-848) as `Dead`
+/// without members, live or not: replay must not take that for an empty group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_of_the_new_consumer_protocol_is_reset_only_on_the_operators_word() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stack = Stack::start().await;
+    let topic = stack.topic().await;
+    for partition in 0..PARTITIONS {
+        stack.order(&topic, partition, "k", "v", None).await;
+    }
+    let group = unique("kip848");
+    let consumer: BaseConsumer = stack
+        .kafka()
+        .client_config()
+        .set("group.id", &group)
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    // Reads the three records, commits, and stays in the group until told to stop.
+    let member = std::thread::spawn(move || {
+        let mut read = 0;
+        while !stopping.load(Ordering::Relaxed) {
+            if let Some(Ok(_record)) = consumer.poll(Duration::from_millis(100)) {
+                read += 1;
+                if read == PARTITIONS {
+                    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+                }
+            }
+        }
+    });
+    let at_end: BTreeMap<i32, Option<i64>> = (0..PARTITIONS).map(|p| (p, Some(1))).collect();
+    eventually("the member committed", WAIT, || async {
+        let lag = group_lag(&stack.kafka(), &group, std::slice::from_ref(&topic), OffsetSource::Kafka).await.ok()?;
+        let committed: BTreeMap<i32, Option<i64>> = lag.into_iter().map(|p| (p.partition, p.committed)).collect();
+        (committed == at_end).then_some(())
+    })
+    .await;
+    assert_eq!(stack.broker_group(&group).await, ("Dead".to_owned(), Vec::new()), "what Kafka says of a live group");
+
+    let unsure =
+        format!("the broker cannot tell whether group `{group}` has live members (DescribeGroups answered `Dead`");
+    let refused = stack.eventline(&["--group", &group, "--to-earliest", "--execute"], None).await;
+    assert!(!refused.success, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&unsure) && refused.stderr.contains("pass --members-stopped"),
+        "{}",
+        refused.stderr
+    );
+    // The operator's word is wrong while the member runs: Kafka itself refuses the commit.
+    let wrong_word =
+        stack.eventline(&["--group", &group, "--to-earliest", "--execute", "--members-stopped"], None).await;
+    assert!(!wrong_word.success, "{}", wrong_word.stdout);
+    assert!(wrong_word.stderr.contains("Unknown member"), "{}", wrong_word.stderr);
+    assert_eq!(stack.committed(&group, &topic).await, at_end, "refusals change nothing");
+
+    stop.store(true, Ordering::Relaxed);
+    member.join().unwrap();
+    let same: Vec<(i32, i64)> = (0..PARTITIONS).map(|p| (p, 1)).collect();
+    eventually("Kafka accepts commits from outside the group (it has no members)", WAIT, || async {
+        try_commit(&stack.kafka(), &group, &topic, &same).await.ok()
+    })
+    .await;
+    let still_unsure = stack.eventline(&["--group", &group, "--to-earliest", "--execute"], None).await;
+    assert!(!still_unsure.success && still_unsure.stderr.contains(&unsure), "{}", still_unsure.stderr);
+    let run = stack
+        .eventline(&["--group", &group, "--to-earliest", "--execute", "--members-stopped", "--output", "json"], None)
+        .await
+        .ok();
+    let report = run.json();
+    assert_eq!(
+        (&report["outcome"]["members"]["status"], &report["outcome"]["verified"]),
+        (&Json::from("unknown"), &Json::from(true))
+    );
+    let at_start: BTreeMap<i32, Option<i64>> = (0..PARTITIONS).map(|p| (p, Some(0))).collect();
+    assert_eq!(stack.committed(&group, &topic).await, at_start);
 }

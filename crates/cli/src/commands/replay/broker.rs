@@ -12,11 +12,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::ReplayError;
+use crate::commands::groups::membership::{self, GroupMember, DEAD_GROUP, DESCRIBE_GROUPS_TIMEOUT};
 
 /// How long one broker request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the broker gets to describe the group (Tansu drops the connection instead).
-const DESCRIBE_GROUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client of the broker acting for `group` (never joining it: it does not subscribe).
 #[derive(Clone)]
@@ -29,16 +28,9 @@ pub(super) struct GroupClient {
 #[derive(Debug)]
 pub(super) enum BrokerMembers {
     /// It answered: these members (empty: none).
-    Answered { state: String, members: Vec<BrokerMember> },
+    Answered { state: String, members: Vec<GroupMember> },
     /// It did not answer, or answered without a usable state.
     Unknown(String),
-}
-
-#[derive(Debug)]
-pub(super) struct BrokerMember {
-    pub id: String,
-    pub client_id: String,
-    pub host: String,
 }
 
 impl GroupClient {
@@ -156,29 +148,30 @@ impl GroupClient {
     /// DescribeGroups for this group.
     pub(super) async fn members(&self) -> Result<BrokerMembers, ReplayError> {
         self.blocking(|consumer, group| {
-            let list = match consumer.fetch_group_list(Some(group), DESCRIBE_GROUP_TIMEOUT) {
-                Ok(list) => list,
-                Err(error) => return Ok(BrokerMembers::Unknown(format!("DescribeGroups failed: {error}"))),
+            let mut groups = match membership::describe(consumer, Some(group), DESCRIBE_GROUPS_TIMEOUT) {
+                Ok(groups) => groups,
+                Err(error) => {
+                    return Ok(BrokerMembers::Unknown(format!(
+                        "the broker did not answer ListGroups/DescribeGroups: {error}"
+                    )))
+                }
             };
-            let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
-                return Ok(BrokerMembers::Unknown("DescribeGroups did not return the group".to_owned()));
+            // A group with Kafka offsets is one the broker knows; not listing it is no answer.
+            let Some(described) = groups.remove(group) else {
+                return Ok(BrokerMembers::Unknown("the broker's ListGroups does not list the group".to_owned()));
             };
-            let members: Vec<BrokerMember> = info
-                .members()
-                .iter()
-                .map(|m| BrokerMember {
-                    id: m.id().to_owned(),
-                    client_id: m.client_id().to_owned(),
-                    host: m.client_host().to_owned(),
-                })
-                .collect();
-            let state = info.state().to_owned();
-            // Without members, only a state that says "nobody is in it" is an answer: librdkafka
-            // does not expose the group's error code, and a failed describe has no state.
-            if members.is_empty() && !matches!(state.as_str(), "Empty" | "Dead") {
-                return Ok(BrokerMembers::Unknown(format!(
-                    "DescribeGroups answered with state `{state}` and no members"
-                )));
+            let (state, members) = (described.state, described.members);
+            // Without members, only `Empty` says nobody is in it: librdkafka does not expose the
+            // group's error code, and Kafka 4 describes a group of the new consumer protocol
+            // (KIP-848), live members or not, as `Dead` without members (replay.rs,
+            // a_group_of_the_new_consumer_protocol_is_reset_only_on_the_operators_word).
+            if members.is_empty() && state != "Empty" {
+                let reason = if state == "Dead" {
+                    format!("DescribeGroups answered `Dead` without members, {DEAD_GROUP}")
+                } else {
+                    format!("DescribeGroups answered with state `{state}` and no members")
+                };
+                return Ok(BrokerMembers::Unknown(reason));
             }
             Ok(BrokerMembers::Answered { state, members })
         })

@@ -3,9 +3,12 @@
 //!
 //! - Database-offset groups: the heartbeat rows the consumer runtime keeps
 //!   ([`MemberRegistry`]); a heartbeat older than [`MEMBER_TTL`] is a dead member.
-//! - Kafka-offset groups: the broker's DescribeGroups. Members → refuse; an empty group → go on;
-//!   no answer (Tansu 0.6 drops the connection) → refuse unless the operator passes
-//!   `--members-stopped`.
+//! - Kafka-offset groups: the broker's DescribeGroups. Members → refuse, naming them; `Empty` →
+//!   go on. No usable answer → refuse unless the operator says the consumers are stopped
+//!   (`--members-stopped`, which never overrides members that are seen): a broker that does not
+//!   answer (down, unreachable, or without ListGroups/DescribeGroups), or a group it describes
+//!   as `Dead` without members, which is what Kafka 4 says of a group of the new consumer
+//!   protocol (KIP-848) even while it has members.
 
 use std::fmt;
 
@@ -156,7 +159,7 @@ fn from_broker(answer: BrokerMembers) -> MemberCheck {
             let members: Vec<LiveMember> = members
                 .into_iter()
                 .map(|m| LiveMember {
-                    id: m.id,
+                    id: m.member_id,
                     host: m.host,
                     pid: None,
                     heartbeat_age_ms: None,
@@ -207,8 +210,14 @@ mod tests {
 
     #[test]
     fn the_broker_answer_decides_between_live_and_none() {
-        use super::super::broker::BrokerMember;
-        let member = BrokerMember { id: "rdkafka-1".into(), client_id: "svc".into(), host: "/10.0.0.7".into() };
+        use crate::commands::groups::membership::GroupMember;
+        let member = GroupMember {
+            member_id: "rdkafka-1".into(),
+            client_id: "svc".into(),
+            host: "/10.0.0.7".into(),
+            assignment: Vec::new(),
+            assignment_error: None,
+        };
         let live = from_broker(BrokerMembers::Answered { state: "Stable".into(), members: vec![member] });
         assert_eq!(live.status, MemberStatus::Live);
         assert_eq!(live.members[0].to_string(), "rdkafka-1 on /10.0.0.7 (client svc)");

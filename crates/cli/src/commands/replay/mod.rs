@@ -76,7 +76,9 @@ pub struct ReplayArgs {
     /// Apply the plan (without it: a dry run that changes nothing).
     #[arg(long)]
     pub execute: bool,
-    /// The group's consumers are stopped: needed when the broker cannot tell (Tansu).
+    /// You say the group's consumers are stopped: only needed when the broker cannot tell (it does
+    /// not answer DescribeGroups, or the group uses the new consumer protocol, which DescribeGroups
+    /// reports as `Dead`). Members the broker or the database reports live are never overridden.
     #[arg(long)]
     pub members_stopped: bool,
     /// After executing, follow the group until it is back at the end; Ctrl-C stops waiting only.

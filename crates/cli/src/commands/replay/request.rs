@@ -18,8 +18,9 @@ pub struct ReplayRequest {
     #[serde(default)]
     pub topics: Vec<TopicSelection>,
     pub target: ReplayTarget,
-    /// The operator says the group's consumers are stopped: needed to execute when the broker
-    /// cannot tell (Tansu does not answer DescribeGroups). Never overrides members that are seen.
+    /// The operator says the group's consumers are stopped: the escape hatch for when the broker
+    /// cannot tell (no answer to DescribeGroups, or a group of the new consumer protocol, which it
+    /// reports as `Dead`). Never overrides members that are seen.
     #[serde(default)]
     pub members_stopped: bool,
 }
