@@ -18,11 +18,10 @@ use eventline_projector::domain::{ReadModel, Recorded};
 use eventline_projector::store::Store;
 use eventline_testkit::{eventually, free_port, unique, PgDatabase, SqliteDatabase};
 use proptest::strategy::{Strategy as _, ValueTree as _};
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use sqlx::Row as _;
 use tokio::process::{Child, Command};
 
-use crate::events;
+use crate::events::{self, Seed};
 use crate::support::Env;
 
 /// Events published in all (redeliveries included), in streams of up to `STREAM_MAX`.
@@ -58,31 +57,13 @@ impl Rng {
     }
 }
 
-fn seed() -> u64 {
-    match std::env::var("CRASH_SEED") {
-        Ok(text) => text.parse().expect("CRASH_SEED is a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    }
-}
-
 /// About `EVENTS` events over many orders, payments and customers, with redeliveries.
-fn the_stream(seed: u64) -> Vec<Recorded> {
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    );
+fn the_stream(seed: Seed) -> Vec<Recorded> {
+    let mut runner = seed.runner();
     let mut all = Vec::with_capacity(EVENTS + STREAM_MAX);
     let mut stream = 0;
     while all.len() < EVENTS {
-        let events = events::stream(format!("crash{stream}"), STREAM_MAX)
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
+        let events = events::stream(format!("crash{stream}"), STREAM_MAX).new_tree(&mut runner).unwrap().current();
         all.extend(events);
         stream += 1;
     }
@@ -99,11 +80,7 @@ struct Projector {
 
 impl Projector {
     fn spawn(&self) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_eventline-projector"));
         command
             .env_clear()
@@ -121,11 +98,7 @@ impl Projector {
 
 async fn signal(child: &Child, signal: &str) {
     let pid = child.id().expect("the projector is running").to_string();
-    let status = Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .await
-        .unwrap();
+    let status = Command::new("kill").args([signal, &pid]).status().await.unwrap();
     assert!(status.success(), "kill {signal} {pid} failed");
 }
 
@@ -159,9 +132,8 @@ async fn the_read_model_survives_sigkill_at_random_points_on_postgres() {
 /// Publishes the stream while killing and restarting a projector over the database at `url`,
 /// then lets a last one catch up and stop, and compares its rows with the fold.
 async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
-    let seed = seed();
-    println!("[{name}] crash test seed: {seed} (replay with CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
+    let seed = Seed::from_env("CRASH_SEED", &format!("crash {name}"));
+    let mut rng = Rng(seed.value());
     let events = the_stream(seed);
     let distinct: HashSet<_> = events.iter().map(Recorded::event_id).collect();
     assert!(distinct.len() < events.len(), "the stream has redeliveries");
@@ -176,14 +148,8 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
     println!("[{name}] projector output: {}", log.display());
     let projector = Projector {
         env: vec![
-            (
-                "EVENTLINE_KAFKA__BOOTSTRAP_SERVERS",
-                env.stack.broker.bootstrap_servers(),
-            ),
-            (
-                "EVENTLINE_SCHEMA_REGISTRY__URL",
-                env.stack.registry.url.clone(),
-            ),
+            ("EVENTLINE_KAFKA__BOOTSTRAP_SERVERS", env.stack.broker.bootstrap_servers()),
+            ("EVENTLINE_SCHEMA_REGISTRY__URL", env.stack.registry.url.clone()),
             ("EVENTLINE_DATABASE__URL", db_url.to_owned()),
             ("EVENTLINE_PROJECTOR__LISTEN", listen.clone()),
             ("EVENTLINE_PROJECTOR__CONSUMER__GROUP_ID", group.clone()),
@@ -197,12 +163,8 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
         ],
         log: log.clone(),
     };
-    let db = Database::connect(&DatabaseSettings {
-        url: db_url.to_owned(),
-        ..DatabaseSettings::default()
-    })
-    .await
-    .unwrap();
+    let db =
+        Database::connect(&DatabaseSettings { url: db_url.to_owned(), ..DatabaseSettings::default() }).await.unwrap();
     let store = Store::new(db.clone());
 
     let published = Arc::new(AtomicBool::new(false));
@@ -262,11 +224,7 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
         }
         println!(
             "[{name}] kill {kills} after {delay} ms ({}), {} of {} events applied, at {:?}",
-            if during_publishing {
-                "publishing"
-            } else {
-                "catching up"
-            },
+            if during_publishing { "publishing" } else { "catching up" },
             applied_count(&db).await,
             distinct.len(),
             started.elapsed()
@@ -275,26 +233,19 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
     let last: Vec<_> = publisher.await.unwrap();
 
     let mut child = projector.spawn();
-    eventually(
-        "the projector to apply every event",
-        CATCH_UP_DEADLINE,
-        || async {
-            for position in &last {
-                if !store.has_passed(&group, position).await.unwrap() {
-                    return None;
-                }
+    eventually("the projector to apply every event", CATCH_UP_DEADLINE, || async {
+        for position in &last {
+            if !store.has_passed(&group, position).await.unwrap() {
+                return None;
             }
-            Some(())
-        },
-    )
+        }
+        Some(())
+    })
     .await;
     // SIGTERM once the process is up (its signal handlers installed), as an operator would.
     let http = reqwest::Client::new();
     eventually("the projector to be ready", CATCH_UP_DEADLINE, || async {
-        let ready = http
-            .get(format!("http://{listen}/health/ready"))
-            .send()
-            .await;
+        let ready = http.get(format!("http://{listen}/health/ready")).send().await;
         ready.ok().filter(|r| r.status().is_success()).map(|_| ())
     })
     .await;
@@ -303,27 +254,13 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
         .await
         .unwrap_or_else(|_| panic!("the projector did not stop within {EXIT_DEADLINE:?}"))
         .unwrap();
-    assert!(
-        status.success(),
-        "the projector did not stop cleanly ({status}):\n{}",
-        tail(&log)
-    );
-    println!(
-        "[{name}] {kills} kills, caught up and stopped after {:?}",
-        started.elapsed()
-    );
+    assert!(status.success(), "the projector did not stop cleanly ({status}):\n{}", tail(&log));
+    println!("[{name}] {kills} kills, caught up and stopped after {:?}", started.elapsed());
 
     let model = store.snapshot().await.unwrap();
     let expected = ReadModel::fold(&events);
-    assert_eq!(
-        applied_count(&db).await,
-        distinct.len() as i64,
-        "each distinct event is applied once (seed {seed})"
-    );
-    assert_eq!(
-        model.applied, expected.applied,
-        "applied event ids (seed {seed})"
-    );
+    assert_eq!(applied_count(&db).await, distinct.len() as i64, "each distinct event is applied once (seed {seed})");
+    assert_eq!(model.applied, expected.applied, "applied event ids (seed {seed})");
     assert_eq!(
         differing(&model.customers, &expected.customers),
         Vec::<String>::new(),
@@ -339,10 +276,7 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
         Vec::<String>::new(),
         "payments that differ from the fold (seed {seed})"
     );
-    assert!(
-        model == expected,
-        "the read model differs from the fold (seed {seed})"
-    );
+    assert!(model == expected, "the read model differs from the fold (seed {seed})");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -355,12 +289,6 @@ fn differing<T: PartialEq + std::fmt::Debug>(
     keys.into_iter()
         .filter(|key| actual.get(*key) != expected.get(*key))
         .take(5)
-        .map(|key| {
-            format!(
-                "{key}: got {:?}, expected {:?}",
-                actual.get(key),
-                expected.get(key)
-            )
-        })
+        .map(|key| format!("{key}: got {:?}, expected {:?}", actual.get(key), expected.get(key)))
         .collect()
 }
