@@ -19,11 +19,7 @@ fn placed(order: &str, customer: &str, total: i64) -> Fact {
     Fact::OrderPlaced(OrderPlaced {
         order_id: order.into(),
         customer_id: customer.into(),
-        lines: vec![OrderLine {
-            sku: "sku-1".into(),
-            quantity: 1,
-            unit_price_minor: total,
-        }],
+        lines: vec![OrderLine { sku: "sku-1".into(), quantity: 1, unit_price_minor: total }],
         currency: "EUR".into(),
         total_minor: total,
         placed_at: at(10),
@@ -104,10 +100,7 @@ fn an_order_goes_placed_paid_shipped_and_its_customer_counts_it() {
     assert_eq!(order.status(), OrderStatus::Shipped);
     assert_eq!(order.last_event.event_id, Uuid::from_u128(4));
     let customer = &model.customers["c1"];
-    assert_eq!(
-        (customer.order_count, customer.lifetime_value_minor),
-        (1, 500)
-    );
+    assert_eq!((customer.order_count, customer.lifetime_value_minor), (1, 500));
     assert_eq!(customer.email.as_deref(), Some("ada@example.com"));
     assert_eq!(model.payments["p1"].status(), PaymentStatus::Captured);
 }
@@ -128,16 +121,10 @@ fn refunds_add_up_and_lower_the_lifetime_value() {
 
 #[test]
 fn a_cancellation_wins_over_payment_and_shipment() {
-    let model = ReadModel::fold(&[
-        rec(1, placed("o1", "c1", 100)),
-        rec(2, captured("p1", "o1", 100)),
-        rec(3, cancelled("o1")),
-    ]);
+    let model =
+        ReadModel::fold(&[rec(1, placed("o1", "c1", 100)), rec(2, captured("p1", "o1", 100)), rec(3, cancelled("o1"))]);
     assert_eq!(model.orders["o1"].status(), OrderStatus::Cancelled);
-    assert_eq!(
-        model.orders["o1"].cancel_reason.as_deref(),
-        Some("OUT_OF_STOCK")
-    );
+    assert_eq!(model.orders["o1"].cancel_reason.as_deref(), Some("OUT_OF_STOCK"));
 }
 
 #[test]
@@ -156,10 +143,7 @@ fn applying_the_same_sequence_twice_equals_applying_it_once() {
 
 #[test]
 fn a_duplicate_event_id_is_a_no_op() {
-    let mut model = ReadModel::fold(&[
-        rec(1, placed("o1", "c1", 100)),
-        rec(2, captured("p1", "o1", 100)),
-    ]);
+    let mut model = ReadModel::fold(&[rec(1, placed("o1", "c1", 100)), rec(2, captured("p1", "o1", 100))]);
     let before = model.clone();
     assert!(!model.apply(&rec(2, captured("p1", "o1", 100))));
     assert_eq!(model, before);
@@ -167,10 +151,7 @@ fn a_duplicate_event_id_is_a_no_op() {
 
 #[test]
 fn a_second_order_placed_with_another_id_does_not_count_twice() {
-    let model = ReadModel::fold(&[
-        rec(1, placed("o1", "c1", 100)),
-        rec(2, placed("o1", "c1", 100)),
-    ]);
+    let model = ReadModel::fold(&[rec(1, placed("o1", "c1", 100)), rec(2, placed("o1", "c1", 100))]);
     assert_eq!(model.customers["c1"].order_count, 1);
 }
 
@@ -191,10 +172,7 @@ fn a_payment_before_its_order_keeps_a_stub_that_the_order_fills() {
 
 #[test]
 fn an_order_before_its_customer_registered_keeps_a_stub_customer() {
-    let model = ReadModel::fold(&[
-        rec(1, placed("o1", "c1", 100)),
-        rec(2, registered("c1", "a@x")),
-    ]);
+    let model = ReadModel::fold(&[rec(1, placed("o1", "c1", 100)), rec(2, registered("c1", "a@x"))]);
     let customer = &model.customers["c1"];
     assert_eq!(customer.order_count, 1);
     assert_eq!(customer.email.as_deref(), Some("a@x"));
@@ -230,70 +208,5 @@ fn failed_and_authorized_payments_are_recorded_without_touching_the_order() {
     assert!(model.orders.is_empty());
 }
 
-mod properties {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// A random event about a few orders, payments and customers; `n` is its id.
-    fn fact() -> impl Strategy<Value = Fact> {
-        let order = (0..3u8).prop_map(|i| format!("o{i}"));
-        let customer = (0..2u8).prop_map(|i| format!("c{i}"));
-        prop_oneof![
-            (order.clone(), customer.clone(), 1..1000i64).prop_map(|(o, c, t)| placed(&o, &c, t)),
-            order.clone().prop_map(|o| shipped(&o)),
-            order.clone().prop_map(|o| cancelled(&o)),
-            (order.clone(), 1..500i64).prop_map(|(o, a)| captured(&format!("p-{o}"), &o, a)),
-            (order, 1..100i64).prop_map(|(o, a)| refunded(&format!("p-{o}"), &o, a)),
-            (customer.clone(), "[a-c]{1,3}").prop_map(|(c, e)| registered(&c, &e)),
-            (customer, "[a-c]{1,3}").prop_map(|(c, e)| email_changed(&c, &e)),
-        ]
-    }
-
-    /// The topic an event is on (events of one key on one topic keep their order).
-    fn stream(fact: &Fact) -> (u8, String) {
-        match fact {
-            Fact::CustomerRegistered(e) => (0, e.customer_id.clone()),
-            Fact::CustomerEmailChanged(e) => (0, e.customer_id.clone()),
-            Fact::PaymentCaptured(e) => (2, e.order_id.clone()),
-            Fact::PaymentRefunded(e) => (2, e.order_id.clone()),
-            other => (1, other.order_id().unwrap_or_default().to_owned()),
-        }
-    }
-
-    proptest! {
-        /// Any interleaving that keeps the order per topic and key, with redeliveries, folds to
-        /// the same read model: what the projector sees from Kafka does not change the answer.
-        #[test]
-        fn the_fold_ignores_interleaving_across_topics_and_redeliveries(
-            facts in proptest::collection::vec(fact(), 0..40),
-            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..80),
-            duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
-        ) {
-            let events: Vec<Recorded> = facts.into_iter().enumerate().map(|(i, f)| rec(i as u128 + 1, f)).collect();
-            let expected = ReadModel::fold(&events);
-            // Split by stream, then merge the streams in a random interleaving.
-            let mut streams: std::collections::BTreeMap<(u8, String), std::collections::VecDeque<Recorded>> = Default::default();
-            for event in &events {
-                streams.entry(stream(&event.fact)).or_default().push_back(event.clone());
-            }
-            let mut shuffled = Vec::new();
-            let mut picks = picks.into_iter();
-            while !streams.is_empty() {
-                let keys: Vec<_> = streams.keys().cloned().collect();
-                let key = &keys[picks.next().map_or(0, |p| p.index(keys.len()))];
-                let queue = streams.get_mut(key).unwrap();
-                shuffled.extend(queue.pop_front());
-                if queue.is_empty() {
-                    streams.remove(key);
-                }
-            }
-            if !events.is_empty() {
-                for d in duplicates {
-                    shuffled.push(events[d.index(events.len())].clone());
-                }
-            }
-            prop_assert_eq!(ReadModel::fold(&shuffled), expected);
-        }
-    }
-}
+mod oracle;
+mod properties;
