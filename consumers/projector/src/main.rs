@@ -7,6 +7,7 @@ use clap::Parser;
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_common::shutdown::Supervisor;
@@ -40,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let schema_registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let database: DatabaseSettings = source.section(Section::Database)?;
     let settings: ProjectorSettings = source.section(Section::Projector)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
 
     let db = Database::connect(&database)
         .await

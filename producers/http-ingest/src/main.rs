@@ -9,6 +9,7 @@ use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::contracts::Contracts;
 use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::producer::EventProducer;
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::publish::Publisher;
@@ -42,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let schema_registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let database: DatabaseSettings = source.section(Section::Database)?;
     let settings: IngestSettings = source.section(Section::Ingest)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
 
     let registry = RegistryClient::new(&schema_registry).context("cannot create the schema registry client")?;
     let catalog = Catalog::embedded().context("the embedded event catalog is invalid")?;

@@ -8,6 +8,7 @@ use clap::Parser;
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::contracts::Contracts;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::publish::Publisher;
@@ -41,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let schema_registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let settings: OutboxRelaySettings = source.section(Section::OutboxRelay)?;
     settings.validate()?; // a relay without a database, or with a bad table name, stops here
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
 
     let client = RegistryClient::new(&schema_registry)?;
     let catalog = Catalog::embedded().context("the embedded event catalog is invalid")?;

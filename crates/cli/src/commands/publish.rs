@@ -19,6 +19,7 @@ use eventline_common::avro_json::FieldError;
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::contracts::Contracts;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::producer::{EventProducer, ProduceError, ProducerSettings};
 use eventline_common::kafka::{KafkaSettings, Position};
 use eventline_common::publish::{prepare, Origin, Publisher};
@@ -183,6 +184,9 @@ fn progress_line(summary: &Summary, bytes_read: u64, total: Option<u64>, elapsed
 pub async fn run(config_file: Option<&Path>, args: PublishArgs) -> anyhow::Result<()> {
     let source = ConfigSource::load(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
+    if !args.dry_run {
+        check_connection(&kafka, CONNECT_TIMEOUT).await?;
+    }
     let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;
     let client = RegistryClient::new(&registry)?;

@@ -22,6 +22,7 @@ use clap::{Args, ValueEnum};
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_projector::generations::Generation;
@@ -101,6 +102,7 @@ pub async fn run(config_file: Option<&Path>, args: RebuildArgs) -> anyhow::Resul
     if args.rollback {
         return print_rollback(&rollback(&config.database, &config.projector).await?, args.output);
     }
+    check_connection(&config.kafka, CONNECT_TIMEOUT).await?;
     let db = open_database(&config.database).await?;
     let context = RebuildContext {
         registry_client: RegistryClient::new(&config.schema_registry)?,

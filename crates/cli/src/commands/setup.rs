@@ -9,6 +9,7 @@ use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::contracts::Contracts;
 use eventline_common::kafka::admin::ensure_catalog_topics;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 
@@ -24,6 +25,7 @@ pub async fn run(config_file: Option<&Path>, args: SetupArgs) -> anyhow::Result<
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let created = ensure_catalog_topics(&kafka, &catalog, args.replication)
         .await
         .with_context(|| format!("cannot create topics on {}", kafka.bootstrap_servers))?;

@@ -15,6 +15,7 @@ use eventline_common::avro;
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::envelope::Envelope;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -357,6 +358,7 @@ pub async fn run(config_file: Option<&Path>, args: TailArgs) -> anyhow::Result<(
         limit: args.limit,
         headers: args.headers,
     };
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -13,6 +13,7 @@ use eventline_common::config::{ConfigSource, Secret, Section};
 use eventline_common::contracts::Contracts;
 use eventline_common::db::{redact_url, Database, DatabaseSettings};
 use eventline_common::kafka::admin::ensure_catalog_topics;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::local_broker::{LocalBroker, KAFKA_VERSION};
 use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
@@ -87,6 +88,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
         None
     };
 
+    check_connection(&config.kafka, CONNECT_TIMEOUT).await?;
     let created = ensure_catalog_topics(&config.kafka, &catalog, 1)
         .await
         .with_context(|| format!("cannot create the catalog's topics on {}", config.kafka.bootstrap_servers))?;

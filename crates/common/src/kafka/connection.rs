@@ -32,9 +32,9 @@ pub enum ConnectionError {
         #[source]
         source: KafkaError,
     },
-    #[error("Kafka broker {broker}: SASL authentication failed for user `{user}` with {mechanism}: {reason} (check kafka.properties sasl.mechanism, sasl.username and sasl.password)")]
+    #[error("Kafka broker {broker}: SASL authentication failed for user `{user}` with {mechanism}: {reason} (check the settings [kafka.properties] sasl.mechanism, sasl.username and sasl.password)")]
     Authentication { broker: String, user: String, mechanism: String, reason: String },
-    #[error("Kafka broker {broker}: SSL handshake failed: {reason} (check kafka.properties ssl.ca.location: the CA that signed the broker's certificate)")]
+    #[error("Kafka broker {broker}: SSL handshake failed: {reason} (check the setting [kafka.properties] ssl.ca.location: the CA that signed the broker's certificate)")]
     Tls { broker: String, reason: String },
     #[error("Kafka at {bootstrap}: broker unreachable, no answer within {timeout:?}{}", last_error_suffix(.last_error))]
     Unreachable { bootstrap: String, timeout: Duration, last_error: Option<String> },

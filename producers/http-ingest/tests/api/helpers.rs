@@ -121,7 +121,17 @@ pub async fn spawn_app(db: Db) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut IngestSettings)) -> TestApp {
-    let (broker, registry, (guard, url)) = tokio::join!(Broker::start(), TestRegistry::start(), DbGuard::create(db));
+    spawn_app_on(Broker::start(), db, configure).await
+}
+
+/// [`spawn_app_with`] on the broker `broker` starts (e.g. [`Broker::start_secure`]): the
+/// service and the test's own clients connect with its [`Broker::kafka_settings`].
+pub async fn spawn_app_on(
+    broker: impl std::future::Future<Output = Broker>,
+    db: Db,
+    configure: impl FnOnce(&mut IngestSettings),
+) -> TestApp {
+    let (broker, registry, (guard, url)) = tokio::join!(broker, TestRegistry::start(), DbGuard::create(db));
     let catalog = Catalog::embedded().expect("catalog");
     let topics: Vec<(&str, i32)> = catalog.topics().iter().map(|t| (t.name.as_str(), t.partitions)).collect();
     broker.create_topics(&topics).await;

@@ -11,3 +11,4 @@ mod idempotency;
 mod observability;
 mod publish;
 mod python;
+mod secure;

@@ -27,6 +27,7 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use tokio_util::sync::CancellationToken;
@@ -150,6 +151,7 @@ impl RedriveArgs {
 pub async fn run(config_file: Option<&Path>, args: DlqArgs) -> anyhow::Result<()> {
     let source = ConfigSource::load(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;
     match args.command {
         DlqCommand::List { group, event_type, partition, from_offset, to_offset } => {
