@@ -77,7 +77,6 @@ impl From<ReplayError> for Problem {
             | ReplayError::Members { .. }
             | ReplayError::Commit { .. }
             | ReplayError::Kafka { .. }
-            | ReplayError::ReadTimeout { .. }
             | ReplayError::Task(_) => Self::unavailable(detail),
         }
     }

@@ -70,10 +70,6 @@ pub enum ReplayError {
         #[source]
         source: KafkaError,
     },
-    #[error(
-        "cannot read {topic} partition {partition} at offset {offset} to find the time: no record came within 10s"
-    )]
-    ReadTimeout { topic: String, partition: i32, offset: i64 },
     #[error("the broker task failed: {0}")]
     Task(String),
 }

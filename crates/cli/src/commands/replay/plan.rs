@@ -113,7 +113,7 @@ pub async fn plan(
     let bounds = client.bounds(selected.clone()).await?;
     let at_time = match request.target {
         ReplayTarget::ToDatetime(time) => {
-            by_time::first_at_or_after(kafka, &client, &bounds, time.timestamp_millis()).await?
+            by_time::first_at_or_after(&client, &bounds, time.timestamp_millis()).await?
         }
         _ => BTreeMap::new(),
     };
