@@ -146,8 +146,15 @@ start_shared_kafka() {
     bootstrap=*) export TESTKIT_KAFKA_BOOTSTRAP="${line#bootstrap=}" ;;
     *) fail "the shared Kafka broker said: $line" ;;
   esac
-  IFS= read -r -t 5 line <&"${SHARED_KAFKA[0]}" && say "$line"
-  say "Shared Apache Kafka $KAFKA_VERSION for the tests: $TESTKIT_KAFKA_BOOTSTRAP"
+  # Its SASL_SSL listener and the certificates it was made with, then how long it took.
+  while IFS= read -r -t 5 line <&"${SHARED_KAFKA[0]}"; do
+    case "$line" in
+      secure_bootstrap=*) export TESTKIT_KAFKA_SECURE_BOOTSTRAP="${line#secure_bootstrap=}" ;;
+      certificates=*) export TESTKIT_KAFKA_CERTIFICATES="${line#certificates=}" ;;
+      *) say "$line"; break ;;
+    esac
+  done
+  say "Shared Apache Kafka $KAFKA_VERSION for the tests: $TESTKIT_KAFKA_BOOTSTRAP (SASL_SSL: ${TESTKIT_KAFKA_SECURE_BOOTSTRAP:-none})"
 }
 
 cmd_up() {

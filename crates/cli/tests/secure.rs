@@ -20,7 +20,8 @@ const FAILS_WITHIN: Duration = Duration::from_secs(8);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_and_tail_go_through_sasl_ssl_configured_from_the_environment() {
-    let stack = Stack::start_on(Broker::shared_secure()).await;
+    // A broker of the test's own: `publish` writes to the catalog's topics.
+    let stack = Stack::start_on(Broker::start_secure().await).await;
     let kafka = stack.broker.secure().unwrap().kafka_settings(SaslMechanism::ScramSha512);
     let customer = unique("c");
     let orders: Vec<String> = (0..3)

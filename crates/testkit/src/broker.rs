@@ -7,8 +7,10 @@
 //! restarts the broker, or uses the catalog's topics (whose names are fixed, so other tests
 //! would write to them too), takes a broker of its own, [`Broker::start`].
 //!
-//! [`Broker::start_secure`] and [`Broker::shared_secure`] are the same with a SASL_SSL listener
-//! ([`crate::secure`]); every client made from such a [`Broker`] goes through it.
+//! [`Broker::shared_secure`] and [`Broker::start_secure`] are the same through a SASL_SSL
+//! listener ([`crate::secure`]); every client made from such a [`Broker`] goes through it. The
+//! shared broker has that listener too: `$TESTKIT_KAFKA_SECURE_BOOTSTRAP` with the certificates
+//! in `$TESTKIT_KAFKA_CERTIFICATES`, or this process's own.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,6 +24,9 @@ use crate::secure::{SaslMechanism, SecureListener};
 const READY: Duration = Duration::from_secs(60);
 /// The environment variable naming a running broker for every test to share.
 pub const SHARED_BOOTSTRAP_ENV: &str = "TESTKIT_KAFKA_BOOTSTRAP";
+/// The shared broker's SASL_SSL listener, and the directory of the certificates it was made with.
+pub const SHARED_SECURE_BOOTSTRAP_ENV: &str = "TESTKIT_KAFKA_SECURE_BOOTSTRAP";
+pub const SHARED_CERTIFICATES_ENV: &str = "TESTKIT_KAFKA_CERTIFICATES";
 
 /// A Kafka broker for a test: the shared one, or one of its own (killed on drop).
 pub struct Broker {
@@ -36,16 +41,16 @@ impl Broker {
         Self { bootstrap: shared_bootstrap(), own: None, secure: None }
     }
 
-    /// A broker with a SASL_SSL listener shared by the tests of this process (started on first
-    /// use, kept until the process exits).
+    /// The shared broker's SASL_SSL listener (see the module docs).
     pub fn shared_secure() -> Self {
-        static SHARED: OnceLock<(String, SecureListener)> = OnceLock::new();
-        let (bootstrap, listener) = SHARED.get_or_init(|| {
-            let listener = SecureListener::new();
-            let configure = listener.clone();
-            (start_kept("shared-secure-kafka", move |config| configure.configure(config)), listener)
-        });
-        Self { bootstrap: bootstrap.clone(), own: None, secure: Some(listener.clone()) }
+        let from_run = std::env::var(SHARED_SECURE_BOOTSTRAP_ENV).ok().zip(std::env::var_os(SHARED_CERTIFICATES_ENV));
+        let (bootstrap, secure) = match (std::env::var(SHARED_BOOTSTRAP_ENV), from_run) {
+            (Ok(bootstrap), Some((secure, certificates))) => {
+                (bootstrap, SecureListener::existing(secure, std::path::PathBuf::from(certificates)))
+            }
+            _ => process_broker().clone(),
+        };
+        Self { bootstrap, own: None, secure: Some(secure) }
     }
 
     /// A broker of this test's own with a SASL_SSL listener.
@@ -144,33 +149,44 @@ pub async fn start_local_broker(configure: impl FnOnce(&mut LocalBrokerConfig)) 
     (broker, dir)
 }
 
-/// `$TESTKIT_KAFKA_BOOTSTRAP`, else this process's own shared broker, started on first use.
-fn shared_bootstrap() -> String {
-    if let Ok(bootstrap) = std::env::var(SHARED_BOOTSTRAP_ENV) {
-        return bootstrap;
-    }
-    static SHARED: OnceLock<String> = OnceLock::new();
-    SHARED.get_or_init(|| start_kept("shared-kafka", |_| {})).clone()
+/// A broker to share between the tests of a run or of a process: PLAINTEXT and a SASL_SSL
+/// listener. Its log directory, and the listener's certificates, stay while the values live.
+pub async fn start_shared_broker() -> (LocalBroker, tempfile::TempDir, SecureListener) {
+    let secure = SecureListener::new();
+    let (broker, dir) = start_local_broker(|config| secure.configure(config)).await;
+    (broker, dir, secure)
 }
 
-/// Starts a broker on a thread (and runtime) of its own, so that it outlives every test's
-/// runtime, and keeps it until the process exits; returns its PLAINTEXT address.
-fn start_kept(name: &str, configure: impl FnOnce(&mut LocalBrokerConfig) + Send + 'static) -> String {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("no runtime for the shared broker: {e}"));
-            runtime.block_on(async move {
-                let (broker, _dir) = start_local_broker(configure).await;
-                let _ = sender.send(broker.bootstrap_servers());
-                // Held until the process exits; the broker then sees its pipe close.
-                std::future::pending::<()>().await;
-            });
-        })
-        .unwrap_or_else(|e| panic!("cannot start the shared broker's thread: {e}"));
-    receiver.recv().unwrap_or_else(|_| panic!("the shared Kafka broker did not start (see above)"))
+/// `$TESTKIT_KAFKA_BOOTSTRAP`, else this process's own shared broker.
+fn shared_bootstrap() -> String {
+    match std::env::var(SHARED_BOOTSTRAP_ENV) {
+        Ok(bootstrap) => bootstrap,
+        Err(_) => process_broker().0.clone(),
+    }
+}
+
+/// This process's shared broker, started on first use on a thread (and runtime) of its own, so
+/// that it outlives every test's runtime, and kept until the process exits: its PLAINTEXT
+/// address and its SASL_SSL listener.
+fn process_broker() -> &'static (String, SecureListener) {
+    static SHARED: OnceLock<(String, SecureListener)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("shared-kafka".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap_or_else(|e| panic!("no runtime for the shared broker: {e}"));
+                runtime.block_on(async move {
+                    let (broker, _dir, secure) = start_shared_broker().await;
+                    let _ = sender.send((broker.bootstrap_servers(), secure));
+                    // Held until the process exits; the broker then sees its pipe close.
+                    std::future::pending::<()>().await;
+                });
+            })
+            .unwrap_or_else(|e| panic!("cannot start the shared broker's thread: {e}"));
+        receiver.recv().unwrap_or_else(|_| panic!("the shared Kafka broker did not start (see above)"))
+    })
 }

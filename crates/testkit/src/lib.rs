@@ -17,7 +17,10 @@ pub mod secure;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use broker::{start_local_broker, Broker, SHARED_BOOTSTRAP_ENV};
+pub use broker::{
+    start_local_broker, start_shared_broker, Broker, SHARED_BOOTSTRAP_ENV, SHARED_CERTIFICATES_ENV,
+    SHARED_SECURE_BOOTSTRAP_ENV,
+};
 pub use postgres::{PgDatabase, SqliteDatabase};
 pub use python::{python, run_python};
 

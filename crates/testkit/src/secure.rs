@@ -1,5 +1,6 @@
-//! TLS and SASL for a test's broker: [`Broker::start_secure`](crate::Broker::start_secure) and
-//! [`Broker::shared_secure`](crate::Broker::shared_secure) add a SASL_SSL client listener.
+//! TLS and SASL for a test's broker: a SASL_SSL client listener, on the shared broker
+//! ([`Broker::shared_secure`](crate::Broker::shared_secure)) and on a test's own
+//! ([`Broker::start_secure`](crate::Broker::start_secure)).
 //!
 //! The test makes its certificates ([`TestCertificates`]: a CA, a broker certificate it signed
 //! for 127.0.0.1 and localhost, and a second CA that signed nothing the broker has). The broker
@@ -9,7 +10,7 @@
 //! readiness check; every client a test makes from the [`Broker`](crate::Broker) goes through
 //! the SASL_SSL listener.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eventline_common::kafka::local_broker::{LocalBrokerConfig, ScramMechanism, ScramUser};
@@ -43,10 +44,12 @@ impl SaslMechanism {
     }
 }
 
-/// PEM files in a temp dir: a CA, the broker's key and certificate chain signed by it, and
-/// another CA.
+/// PEM files in a directory: a CA, the broker's key and certificate signed by it, and another
+/// CA.
 pub struct TestCertificates {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// Removes the files when the certificates were made here.
+    _made: Option<tempfile::TempDir>,
 }
 
 impl TestCertificates {
@@ -56,7 +59,8 @@ impl TestCertificates {
 
     /// Makes the CA, the broker certificate (for 127.0.0.1 and localhost) and the other CA.
     pub fn generate() -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let made = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let dir = made.path().to_path_buf();
         let ca = certificate_authority("Eventline test CA");
         let other = certificate_authority("Eventline test CA that signed nothing");
         let key = KeyPair::generate().unwrap_or_else(|e| panic!("cannot make a key: {e}"));
@@ -65,28 +69,38 @@ impl TestCertificates {
         params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
         let broker = params.signed_by(&key, &ca).unwrap_or_else(|e| panic!("cannot sign the broker certificate: {e}"));
         let write = |name: &str, text: String| {
-            std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
+            std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
         };
         write(Self::CA, ca.pem());
         write(Self::OTHER_CA, other.pem());
         // An unencrypted PKCS#8 key: Kafka reads it so when no ssl.key.password is set.
         write(Self::BROKER, format!("{}{}", key.serialize_pem(), broker.pem()));
-        Self { dir }
+        Self { dir, _made: Some(made) }
+    }
+
+    /// Certificates made earlier (by the process that started the run's broker) in `dir`.
+    pub fn existing(dir: PathBuf) -> Self {
+        Self { dir, _made: None }
+    }
+
+    /// Where the files are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The CA that signed the broker's certificate.
     pub fn ca(&self) -> PathBuf {
-        self.dir.path().join(Self::CA)
+        self.dir.join(Self::CA)
     }
 
     /// A CA that did not sign the broker's certificate.
     pub fn other_ca(&self) -> PathBuf {
-        self.dir.path().join(Self::OTHER_CA)
+        self.dir.join(Self::OTHER_CA)
     }
 
     /// The broker's private key and certificate, in one PEM file.
     pub fn broker_keystore(&self) -> PathBuf {
-        self.dir.path().join(Self::BROKER)
+        self.dir.join(Self::BROKER)
     }
 }
 
@@ -111,6 +125,16 @@ impl SecureListener {
     pub(crate) fn new() -> Self {
         let bootstrap = format!("127.0.0.1:{}", crate::free_port());
         Self { bootstrap, certificates: Arc::new(TestCertificates::generate()) }
+    }
+
+    /// The listener of a running broker at `bootstrap`, made with the certificates in `dir`.
+    pub fn existing(bootstrap: String, dir: PathBuf) -> Self {
+        Self { bootstrap, certificates: Arc::new(TestCertificates::existing(dir)) }
+    }
+
+    /// The directory of the certificates the listener was made with.
+    pub fn certificates_dir(&self) -> &Path {
+        self.certificates.dir()
     }
 
     /// Adds the listener, its key and certificate, its SASL mechanisms and the user to `config`.

@@ -11,7 +11,7 @@ use crate::helpers::{order_event, order_id, spawn_app_on, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_published_through_a_sasl_ssl_listener() {
-    let app = spawn_app_on(async { Broker::shared_secure() }, Db::Sqlite, |_| {}).await;
+    let app = spawn_app_on(Broker::start_secure(), Db::Sqlite, |_| {}).await;
     let kafka = app.broker.kafka_settings();
     assert_eq!(kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
 
