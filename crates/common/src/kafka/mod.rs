@@ -142,6 +142,8 @@ mod tests {
             jail.set_env("EVENTLINE_KAFKA__PROPERTIES__SSL__CA__LOCATION", "/etc/eventline/ca.pem");
             jail.set_env("EVENTLINE_KAFKA__PROPERTIES__ENABLE__SSL__CERTIFICATE__VERIFICATION", "true");
             jail.set_env("EVENTLINE_KAFKA__PROPERTIES__LOG_LEVEL", "6");
+            // Quoted, a value is kept as written (unquoted, `0123` would be read as the number 123).
+            jail.set_env("EVENTLINE_KAFKA__PROPERTIES__SSL__KEY__PASSWORD", "\"0123\"");
             let source = ConfigSource::load(Some(std::path::Path::new("eventline.toml"))).unwrap();
             let kafka: KafkaSettings = source.section(Section::Kafka).unwrap();
             let expected: BTreeMap<String, String> = [
@@ -152,6 +154,7 @@ mod tests {
                 ("ssl.ca.location", "/etc/eventline/ca.pem"),
                 ("enable.ssl.certificate.verification", "true"),
                 ("log_level", "6"),
+                ("ssl.key.password", "0123"),
             ]
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value.to_owned()))
