@@ -30,6 +30,7 @@ use axum::Router;
 use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Secret, Section};
 use eventline_common::db::DatabaseSettings;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::SchemaRegistrySettings;
 use eventline_common::shutdown::Supervisor;
@@ -113,9 +114,11 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<()> {
     let telemetry_settings: TelemetrySettings = source.section(Section::Telemetry)?;
     telemetry::init(&telemetry_settings);
     let settings: AdminSettings = source.section(Section::Admin)?;
+    let kafka: KafkaSettings = source.section(Section::Kafka)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let state = AdminState::new(
         settings.token.clone(),
-        source.section(Section::Kafka)?,
+        kafka,
         source.section(Section::Database)?,
         source.section(Section::SchemaRegistry)?,
         source.section(Section::Projector)?,

@@ -19,6 +19,7 @@ use eventline_common::catalog::Catalog;
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::kafka::consumer::{group_lag, OffsetSource, OffsetStore, PartitionLag};
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use rdkafka::consumer::BaseConsumer;
 use serde::{Deserialize, Serialize};
@@ -288,6 +289,7 @@ pub fn missing_sqlite_file(settings: &DatabaseSettings) -> Option<String> {
 pub async fn run(config_file: Option<&Path>, args: GroupsArgs) -> anyhow::Result<()> {
     let source = ConfigSource::load(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let database: DatabaseSettings = source.section(Section::Database)?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;
     let (store, db_note) = match open_store(&database).await {

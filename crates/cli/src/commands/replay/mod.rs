@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 use eventline_common::config::{ConfigSource, Section};
 use eventline_common::db::DatabaseSettings;
+use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 
 pub use error::ReplayError;
@@ -123,6 +124,7 @@ pub async fn run(config_file: Option<&Path>, args: ReplayArgs) -> anyhow::Result
     let request = args.request()?;
     let source = ConfigSource::load(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let database: DatabaseSettings = source.section(Section::Database)?;
     let store = match groups::open_store(&database).await {
         Ok(store) => Some(store),
