@@ -159,7 +159,7 @@ fn print_store_report(rows: &[Row], backend: &str, batch: usize, rss_before: f64
         writeln!(out, "{:<46} {:>9} {:>9.1} {:>10.0}", row.name, row.events, row.seconds, row.rate()).unwrap();
     }
     let [baseline, projector] = rows else { unreachable!() };
-    writeln!(out, "projector store / SQL baseline: {:.2} (target >= 0.70)", projector.rate() / baseline.rate()).unwrap();
+    writeln!(out, "projector store / SQL baseline: {:.2}", projector.rate() / baseline.rate()).unwrap();
     writeln!(
         out,
         "peak RSS of this process after the projector phase: {:.0} MB (of which {rss_before:.0} MB the prepared events and the process before it)",
@@ -178,10 +178,17 @@ fn print_report(rows: &[Row], backend: &str, batch: usize) {
         writeln!(out, "{:<46} {:>9} {:>9.1} {:>10.0} {:>12}", row.name, row.events, row.seconds, row.rate(), rss).unwrap();
     }
     let [raw, baseline, catchup, replay] = rows else { unreachable!() };
-    writeln!(out, "projector catch-up / SQL baseline: {:.2} (target >= 0.70)", catchup.rate() / baseline.rate()).unwrap();
-    writeln!(out, "projector replay / raw consumer:   {:.2}", replay.rate() / raw.rate()).unwrap();
+    let slower = if raw.rate() < baseline.rate() { raw } else { baseline };
+    writeln!(
+        out,
+        "projector catch-up / min(raw consumer, SQL baseline): {:.2} (target >= 0.90; against the SQL baseline {:.2})",
+        catchup.rate() / slower.rate(),
+        catchup.rate() / baseline.rate()
+    )
+    .unwrap();
+    writeln!(out, "projector replay / raw consumer: {:.2} (target >= 0.90)", replay.rate() / raw.rate()).unwrap();
     let peak = catchup.peak_rss_mb.unwrap_or(0.0).max(replay.peak_rss_mb.unwrap_or(0.0));
-    writeln!(out, "projector peak memory: {peak:.0} MB (target < 200)").unwrap();
+    writeln!(out, "projector peak memory: {peak:.0} MB (target < 150)").unwrap();
     print!("{out}");
 }
 

@@ -192,13 +192,14 @@ async fn run() {
     let (raw_all_row, window_row, single, raw_single) = (&rows[n], &rows[n + 1], &rows[n + 2], &rows[n + 3]);
     println!();
     for row in &rows[..n] {
-        println!("{} / raw producer: {:.0}% (target >= 80%)", row.name, row.rate() / raw_all_row.rate() * 100.0);
+        println!("{} / raw producer: {:.0}% (target >= 90%)", row.name, row.rate() / raw_all_row.rate() * 100.0);
     }
     println!("{} / {}: {:.0}%", rows[0].name, window_row.name, rows[0].rate() / window_row.rate() * 100.0);
+    let (http_p99, raw_p99) = (single.percentile(0.99), raw_single.percentile(0.99));
     println!(
-        "single-event HTTP p99 at {RATE}/s: {:.2} ms (target < 10 ms); raw producer: {:.2} ms",
-        single.percentile(0.99),
-        raw_single.percentile(0.99)
+        "single-event HTTP p99 at {RATE}/s: {http_p99:.2} ms (target < 10 ms); raw producer: {raw_p99:.2} ms; \
+         HTTP - raw: {:.2} ms (target <= 2 ms)",
+        http_p99 - raw_p99
     );
 }
 
