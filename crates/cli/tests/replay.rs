@@ -667,22 +667,7 @@ async fn a_database_offset_group_is_reset_in_the_store_and_never_under_a_live_me
 
 /// Commits `offsets` (partition, next offset) on `topic` for `group` from outside the group.
 async fn commit(kafka: &KafkaSettings, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let config = {
-        let mut config = kafka.client_config();
-        config.set("group.id", group).set("enable.auto.commit", "false");
-        config
-    };
-    let mut list = rdkafka::TopicPartitionList::new();
-    for (partition, offset) in offsets {
-        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset)).unwrap();
-    }
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create().unwrap();
-        consumer.commit(&list, CommitMode::Sync).unwrap();
-    })
-    .await
-    .unwrap();
+    try_commit(kafka, group, topic, offsets).await.unwrap_or_else(|e| panic!("commit for {group}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
