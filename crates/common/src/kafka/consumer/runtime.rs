@@ -37,8 +37,13 @@ use crate::registry_client::RegistryClient;
 
 /// How long one poll of the consumer's main queue (rebalances, errors) may block.
 const POLL: Duration = Duration::from_millis(100);
-/// librdkafka's prefetch per partition (its default, 64 MiB, is meant for one shared queue).
-const PREFETCH_KBYTES_PER_PARTITION: u32 = 8 * 1024;
+/// librdkafka's prefetch per partition, in payload bytes (its default, 64 MiB, is meant for one
+/// shared queue).
+const PREFETCH_KBYTES_PER_PARTITION: u32 = 2 * 1024;
+/// ... and in messages: librdkafka fetches until a partition's queue holds this many (its
+/// default, 100,000 per partition, let a consumer of 16 partitions hold a 1,000,000-event backlog
+/// in memory, ~700 MB at ~400 bytes of overhead per small message, once a broker kept up).
+const PREFETCH_MESSAGES_PER_PARTITION: u32 = 5_000;
 /// The same broker error is logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -193,7 +198,9 @@ fn client_config(kafka: &KafkaSettings, settings: &ConsumerSettings) -> ClientCo
     // Only used when a stored offset is no longer in the log: never skip what is there.
     config.set("auto.offset.reset", "earliest").set("enable.partition.eof", "false");
     // With a queue per partition the prefetch limit applies per partition: keep memory bounded.
-    config.set("queued.max.messages.kbytes", PREFETCH_KBYTES_PER_PARTITION.to_string());
+    config
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES_PER_PARTITION.to_string())
+        .set("queued.min.messages", PREFETCH_MESSAGES_PER_PARTITION.to_string());
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
