@@ -1,7 +1,8 @@
-//! Integration tests of the projector against a real broker (Tansu), our schema registry, and
+//! Integration tests of the projector against a real Apache Kafka broker, our schema registry, and
 //! PostgreSQL and SQLite: each test with its own broker, database and consumer group.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+mod broker_restart;
 mod crash;
 mod events;
 mod generations;
