@@ -1,5 +1,5 @@
 //! Interoperability with software nobody here wrote: Python confluent-kafka (librdkafka) with
-//! its AvroSerializer, AvroDeserializer and SchemaRegistryClient, against a real Tansu broker
+//! its AvroSerializer, AvroDeserializer and SchemaRegistryClient, against a real Apache Kafka broker
 //! and our schema registry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

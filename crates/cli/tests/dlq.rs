@@ -1,4 +1,4 @@
-//! `eventline dlq list|show|redrive` against a real Tansu broker, the Eventline registry, the
+//! `eventline dlq list|show|redrive` against a real Apache Kafka broker, the Eventline registry, the
 //! projector on SQLite, and the real `eventline` binary.
 //!
 //! Most tests share one fixture: group `billing` with five dead letters written the way the

@@ -1,5 +1,5 @@
 //! `eventline rebuild projector` as an operator runs it: the real binary against a database the
-//! projector filled (a running projector, a real Tansu broker, the Eventline registry, SQLite).
+//! projector filled (a running projector, a real Apache Kafka broker, the Eventline registry, SQLite).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! The consumer runtime against a real Tansu broker, our schema registry, and PostgreSQL and
+//! The consumer runtime against a real Apache Kafka broker, our schema registry, and PostgreSQL and
 //! SQLite for the transactional offset store. Each test has its own broker, topics and group.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! The ingest service end to end over HTTP, against a real Tansu broker, our schema registry,
+//! The ingest service end to end over HTTP, against a real Apache Kafka broker, our schema registry,
 //! and PostgreSQL or SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

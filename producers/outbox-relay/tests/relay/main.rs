@@ -1,4 +1,4 @@
-//! The outbox relay against a real PostgreSQL (the upstream's database) and a real Tansu broker
+//! The outbox relay against a real PostgreSQL (the upstream's database) and a real Apache Kafka broker
 //! with our schema registry. One test binary; each test has its own broker, registry and database.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 

@@ -2,9 +2,9 @@
 //! offset mode): each running consumer keeps a heartbeat row in `eventline_consumer_members`.
 //!
 //! Offset resets (`eventline replay`) must not run under a live consumer: it would overwrite the
-//! reset with its next batch. The broker knows a group's members, but not every broker says
-//! (Tansu does not answer DescribeGroups), and the database is where these groups' offsets are
-//! anyway. So the runtime registers a member when it starts, refreshes its heartbeat every
+//! reset with its next batch. The broker knows a group's members too, but the database is where
+//! these groups' offsets are, its answer does not depend on reaching the broker, and a heartbeat
+//! row names the process (host and pid). So the runtime registers a member when it starts, refreshes its heartbeat every
 //! [`HEARTBEAT_INTERVAL`] on a task of its own, and deletes the row on a clean shutdown. A member
 //! whose heartbeat is older than [`MEMBER_TTL`] counts as dead, so a killed process ages out.
 //! Heartbeat failures are logged and never stop the consumer.
