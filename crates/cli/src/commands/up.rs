@@ -173,6 +173,8 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
 
     print_banner(&config, &catalog, &contracts, &created);
     let outcome = supervisor.run_until_stopped().await;
+    // Every Kafka client goes before the broker does, so none of them logs the broker leaving.
+    drop(publisher);
     database.close().await;
     if let Some(broker) = broker {
         broker.lock().await.stop().await;
