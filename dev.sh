@@ -59,8 +59,11 @@ ensure_java() {
 
 ensure_kafka() {
   ensure_java
-  if [ -f "$KAFKA_HOME_DIR/libs/eventline-local-kafka.jar" ] && [ "$KAFKA_HOME_DIR/.pom" -nt kafka/pom.xml ] \
-     && [ "$KAFKA_HOME_DIR/.pom" -nt kafka/src/main/java/eventline/KafkaLauncher.java ]; then
+  # What was fetched is named by a checksum of the Maven project (pom and launcher source), so a
+  # fresh clone reuses the machine's copy and a changed project fetches again.
+  local wanted
+  wanted=$(cat kafka/pom.xml kafka/src/main/java/eventline/*.java | sha256sum | cut -d' ' -f1)
+  if [ -f "$KAFKA_HOME_DIR/libs/eventline-local-kafka.jar" ] && [ "$(cat "$KAFKA_HOME_DIR/.fetched" 2>/dev/null)" = "$wanted" ]; then
     say "Apache Kafka $KAFKA_VERSION: ready in $KAFKA_HOME_DIR"
     return
   fi
@@ -71,7 +74,7 @@ ensure_kafka() {
   mkdir -p "$KAFKA_HOME_DIR/libs"
   mvn -q -B -f kafka/pom.xml package dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME_DIR/libs"
   cp kafka/target/eventline-local-kafka.jar "$KAFKA_HOME_DIR/libs/"
-  touch "$KAFKA_HOME_DIR/.pom"
+  echo "$wanted" > "$KAFKA_HOME_DIR/.fetched"
   say "Apache Kafka $KAFKA_VERSION: $(ls "$KAFKA_HOME_DIR/libs" | wc -l) jars in $KAFKA_HOME_DIR/libs"
 }
 
