@@ -13,7 +13,9 @@ fn main() {
         .filter(|name| name.ends_with(".avsc") || name == "catalog.toml")
         .collect();
     names.sort();
-    let mut code = String::from("/// (file name, contents) of every file in `schemas/`.\npub static FILES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// (file name, contents) of every file in `schemas/`.\npub static FILES: &[(&str, &str)] = &[\n",
+    );
     for name in names {
         let path = dir.join(&name);
         println!("cargo:rerun-if-changed={}", path.display());

@@ -33,8 +33,9 @@ impl TestRegistry {
         let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
         let token = CancellationToken::new();
         tokio::spawn(app.run(listener, token.clone()));
-        let client = RegistryClient::new(&SchemaRegistrySettings { url: url.clone(), ..SchemaRegistrySettings::default() })
-            .unwrap_or_else(|e| panic!("client: {e}"));
+        let client =
+            RegistryClient::new(&SchemaRegistrySettings { url: url.clone(), ..SchemaRegistrySettings::default() })
+                .unwrap_or_else(|e| panic!("client: {e}"));
         Self { url, client, token, _db: db_file }
     }
 }
@@ -64,7 +65,8 @@ impl Stack {
         let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
         let topics: Vec<(&str, i32)> = catalog.topics().iter().map(|t| (t.name.as_str(), t.partitions)).collect();
         broker.create_topics(&topics).await;
-        let contracts = Contracts::register(catalog, &registry.client).await.unwrap_or_else(|e| panic!("register: {e}"));
+        let contracts =
+            Contracts::register(catalog, &registry.client).await.unwrap_or_else(|e| panic!("register: {e}"));
         Self { broker, registry, contracts }
     }
 }

@@ -76,7 +76,10 @@ fn the_infrastructure_is_kafka_in_kraft_mode_confluent_registry_and_postgres() {
     assert!(env.contains_key("KAFKA_CONTROLLER_QUORUM_VOTERS"));
     assert_eq!(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false", "topics come from the catalog via eventline setup");
     assert!(compose["services"]["zookeeper"].is_null(), "KRaft mode has no ZooKeeper");
-    assert!(service(&compose, "schema-registry")["image"].as_str().unwrap().starts_with("confluentinc/cp-schema-registry:"));
+    assert!(service(&compose, "schema-registry")["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("confluentinc/cp-schema-registry:"));
     assert!(service(&compose, "postgres")["image"].as_str().unwrap().starts_with("postgres:"));
 }
 
@@ -107,19 +110,31 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
         }
         let projector: ProjectorSettings = source.section(Section::Projector).unwrap_or_else(|e| panic!("{e}"));
         if spec.compose_name == "eventline-projector" {
-            assert!(projector.listen.starts_with("0.0.0.0:"), "the query API must listen beyond loopback in its container");
+            assert!(
+                projector.listen.starts_with("0.0.0.0:"),
+                "the query API must listen beyond loopback in its container"
+            );
         }
         let relay: OutboxRelaySettings = source.section(Section::OutboxRelay).unwrap_or_else(|e| panic!("{e}"));
         if relay.is_enabled() {
-            assert_eq!(host_port(relay.database_url.expose()), "postgres:5432", "the outbox lives in the stack's PostgreSQL");
-            assert!(relay.listen.starts_with("0.0.0.0:"), "{}: listen beyond loopback in a container", spec.compose_name);
+            assert_eq!(
+                host_port(relay.database_url.expose()),
+                "postgres:5432",
+                "the outbox lives in the stack's PostgreSQL"
+            );
+            assert!(
+                relay.listen.starts_with("0.0.0.0:"),
+                "{}: listen beyond loopback in a container",
+                spec.compose_name
+            );
         }
         let admin: AdminSettings = source.section(Section::Admin).unwrap_or_else(|e| panic!("{e}"));
         if spec.compose_name == "eventline-admin" {
             assert!(admin.listen.starts_with("0.0.0.0:"), "the admin API must listen beyond loopback in its container");
         }
         let kafka: KafkaSettings = source.section(Section::Kafka).unwrap_or_else(|e| panic!("{e}"));
-        let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry).unwrap_or_else(|e| panic!("{e}"));
+        let registry: SchemaRegistrySettings =
+            source.section(Section::SchemaRegistry).unwrap_or_else(|e| panic!("{e}"));
         let database: DatabaseSettings = source.section(Section::Database).unwrap_or_else(|e| panic!("{e}"));
         // ...and points at services that exist, on the ports they listen on.
         assert_eq!(kafka.bootstrap_servers, "kafka:9092");
@@ -128,7 +143,10 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
         assert_eq!(host_port(&registry.url), "schema-registry:8081");
         assert_eq!(host_port(&database.url), "postgres:5432");
         let pg = environment(&compose["services"]["postgres"]);
-        let expected = format!("postgres://{0}:{1}@postgres:5432/{2}", pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]);
+        let expected = format!(
+            "postgres://{0}:{1}@postgres:5432/{2}",
+            pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]
+        );
         assert_eq!(database.url, expected);
         Ok(())
     });

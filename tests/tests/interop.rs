@@ -46,11 +46,8 @@ async fn python_avro_deserializer_decodes_what_we_produce() {
         sent.push((order, envelope, registered.schema_id));
     }
 
-    let output = run_python(
-        CONSUME,
-        &[&stack.broker.bootstrap_servers(), &stack.registry.url, "orders", "6", "5"],
-    )
-    .await;
+    let output =
+        run_python(CONSUME, &[&stack.broker.bootstrap_servers(), &stack.registry.url, "orders", "6", "5"]).await;
     let records: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(records.len(), 5, "python read {records:?}");
     for (order, envelope, schema_id) in sent {
@@ -95,7 +92,10 @@ async fn our_codec_decodes_what_python_avro_serializer_produces() {
     orders.sort_by(|a, b| a.order_id.cmp(&b.order_id));
     for (i, order) in orders.iter().enumerate() {
         assert_eq!(order.order_id, format!("py-order-{i}"));
-        assert_eq!(order.lines, vec![OrderLine { sku: format!("SKU-{i}"), quantity: i as i32 + 1, unit_price_minor: 100 * (i as i64 + 1) }]);
+        assert_eq!(
+            order.lines,
+            vec![OrderLine { sku: format!("SKU-{i}"), quantity: i as i32 + 1, unit_price_minor: 100 * (i as i64 + 1) }]
+        );
         assert_eq!(order.placed_at.timestamp_millis(), 1_795_000_000_000 + i as i64);
         assert_eq!(order.currency, "EUR");
     }

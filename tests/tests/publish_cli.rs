@@ -39,14 +39,21 @@ async fn valid_lines_are_published_in_order_and_bad_lines_are_named() {
     lines[19] = order_line(19).replace("\"quantity\":1", "\"quantity\":\"one\"");
     lines[29] = String::new();
     let input = lines.join("\n");
-    let summary = publish_lines(input.as_bytes(), &stack.contracts, Some(&publisher), &origin(), 16, None, std::future::pending())
-        .await
-        .unwrap();
+    let summary = publish_lines(
+        input.as_bytes(),
+        &stack.contracts,
+        Some(&publisher),
+        &origin(),
+        16,
+        None,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.lines, 300);
     assert_eq!(summary.published, 296, "{summary:?}");
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
-    let rejected: Vec<(u64, String)> =
-        summary.rejected.iter().map(|r| (r.line, r.errors[0].path.clone())).collect();
+    let rejected: Vec<(u64, String)> = summary.rejected.iter().map(|r| (r.line, r.errors[0].path.clone())).collect();
     assert_eq!(rejected, [(3, "$".into()), (10, "$.type".into()), (20, "$.data.lines[0].quantity".into())]);
     assert!(summary.rejected[0].errors[0].message.contains("not valid JSON"));
 
@@ -62,7 +69,11 @@ async fn valid_lines_are_published_in_order_and_bad_lines_are_named() {
         let key = message.key().unwrap().to_vec();
         if let Some((partition, _, previous)) = last_seen.get(&key) {
             assert_eq!(*partition, message.partition(), "one key, one partition");
-            assert!(sequence > *previous, "key {:?}: line {sequence} came after line {previous}", String::from_utf8_lossy(&key));
+            assert!(
+                sequence > *previous,
+                "key {:?}: line {sequence} came after line {previous}",
+                String::from_utf8_lossy(&key)
+            );
         }
         last_seen.insert(key, (message.partition(), message.offset(), sequence));
     }

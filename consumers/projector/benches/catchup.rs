@@ -104,8 +104,18 @@ async fn run() {
     compare_read_models(&baseline_db.db, &projector_db.db).await;
     drop(prepared);
     let store_rows = [
-        Row { name: "store: plain batched SQL upserts (baseline)", events: store_events, seconds: baseline_seconds, peak_rss_mb: None },
-        Row { name: "store: projector Store::apply_batch", events: store_events, seconds: projector_seconds, peak_rss_mb: Some(projector_rss) },
+        Row {
+            name: "store: plain batched SQL upserts (baseline)",
+            events: store_events,
+            seconds: baseline_seconds,
+            peak_rss_mb: None,
+        },
+        Row {
+            name: "store: projector Store::apply_batch",
+            events: store_events,
+            seconds: projector_seconds,
+            peak_rss_mb: Some(projector_rss),
+        },
     ];
     print_store_report(&store_rows, &backend, batch, rss_before);
 
@@ -118,7 +128,11 @@ async fn run() {
     println!("writing a backlog of {events} events (order stories) to {}", TOPICS.join(", "));
     let started = Instant::now();
     let written = tokio::task::block_in_place(|| produce_backlog(&kafka, &stack.contracts, events));
-    println!("  written in {:.1} s ({:.0} events/s)", started.elapsed().as_secs_f64(), written as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "  written in {:.1} s ({:.0} events/s)",
+        started.elapsed().as_secs_f64(),
+        written as f64 / started.elapsed().as_secs_f64()
+    );
     let ends = end_offsets(&kafka);
     let total: i64 = ends.values().map(|(low, high)| high - low).sum();
     assert_eq!(total as u64, written, "every written event is in the log");
@@ -141,11 +155,20 @@ async fn run() {
 
     let earliest: Vec<PartitionOffset> = ends
         .iter()
-        .map(|((topic, partition), (low, _))| PartitionOffset { topic: topic.clone(), partition: *partition, next_offset: *low })
+        .map(|((topic, partition), (low, _))| PartitionOffset {
+            topic: topic.clone(),
+            partition: *partition,
+            next_offset: *low,
+        })
         .collect();
     offsets.store(&group, &earliest).await.unwrap();
     let (seconds, peak) = projector.run_until(&offsets, &ends, deadline).await;
-    rows.push(Row { name: "projector replay from earliest (duplicates)", events: written, seconds, peak_rss_mb: Some(peak) });
+    rows.push(Row {
+        name: "projector replay from earliest (duplicates)",
+        events: written,
+        seconds,
+        peak_rss_mb: Some(peak),
+    });
     compare_read_models(&baseline_db.db, &projector_db.db).await;
 
     print_report(&rows, &backend, batch);
@@ -175,7 +198,8 @@ fn print_report(rows: &[Row], backend: &str, batch: usize) {
     writeln!(out, "{:<46} {:>9} {:>9} {:>10} {:>12}", "", "events", "seconds", "events/s", "peak RSS MB").unwrap();
     for row in rows {
         let rss = row.peak_rss_mb.map_or_else(|| "-".to_owned(), |mb| format!("{mb:.0}"));
-        writeln!(out, "{:<46} {:>9} {:>9.1} {:>10.0} {:>12}", row.name, row.events, row.seconds, row.rate(), rss).unwrap();
+        writeln!(out, "{:<46} {:>9} {:>9.1} {:>10.0} {:>12}", row.name, row.events, row.seconds, row.rate(), rss)
+            .unwrap();
     }
     let [raw, baseline, catchup, replay] = rows else { unreachable!() };
     let slower = if raw.rate() < baseline.rate() { raw } else { baseline };
@@ -209,7 +233,8 @@ impl BenchDb {
             let sqlite = SqliteDatabase::create();
             (sqlite.url().to_owned(), Some(sqlite), None)
         };
-        let db = Database::connect(&DatabaseSettings { url: url.clone(), ..DatabaseSettings::default() }).await.unwrap();
+        let db =
+            Database::connect(&DatabaseSettings { url: url.clone(), ..DatabaseSettings::default() }).await.unwrap();
         Store::new(db.clone()).migrate().await.unwrap();
         Self { url, db, _sqlite: sqlite, _pg: pg }
     }
@@ -363,10 +388,7 @@ fn end_offsets(kafka: &KafkaSettings) -> Ends {
 /// A consumer assigned every partition of `ends` from its start, with a fresh group.
 fn assigned_consumer(kafka: &KafkaSettings, ends: &Ends) -> BaseConsumer {
     let mut config = kafka.client_config();
-    config
-        .set("group.id", unique("bench-raw"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+    config.set("group.id", unique("bench-raw")).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), (low, _)) in ends {
@@ -457,14 +479,22 @@ async fn sql_baseline(
             if pending.len() == batch {
                 let offsets = positions
                     .iter()
-                    .map(|((topic, partition), next)| PartitionOffset { topic: topic.clone(), partition: *partition, next_offset: *next })
+                    .map(|((topic, partition), next)| PartitionOffset {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        next_offset: *next,
+                    })
                     .collect();
                 sender.blocking_send((std::mem::take(&mut pending), offsets)).unwrap();
             }
         });
         let offsets = positions
             .iter()
-            .map(|((topic, partition), next)| PartitionOffset { topic: topic.clone(), partition: *partition, next_offset: *next })
+            .map(|((topic, partition), next)| PartitionOffset {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
             .collect();
         sender.blocking_send((pending, offsets)).unwrap();
         count
@@ -697,7 +727,9 @@ async fn upsert_payments(tx: &mut sqlx::Transaction<'_, sqlx::Any>, backend: Bac
 /// The two databases hold the same read model rows (a benchmark that computes something else
 /// measures nothing).
 async fn compare_read_models(baseline: &Database, projector: &Database) {
-    for (table, key) in [("projector_orders", "order_id"), ("projector_customers", "customer_id"), ("projector_payments", "payment_id")] {
+    for (table, key) in
+        [("projector_orders", "order_id"), ("projector_customers", "customer_id"), ("projector_payments", "payment_id")]
+    {
         let digest = |db: Database| async move {
             let sql = format!("SELECT * FROM {table} ORDER BY {key}");
             let rows = sqlx::query(&sql).fetch_all(db.pool()).await.unwrap();
@@ -767,10 +799,8 @@ impl ProjectorProcess<'_> {
                 .into_iter()
                 .map(|p| ((p.topic, p.partition), p.next_offset))
                 .collect();
-            let behind: i64 = ends
-                .iter()
-                .map(|(tp, (low, high))| high - stored.get(tp).copied().unwrap_or(*low).max(*low))
-                .sum();
+            let behind: i64 =
+                ends.iter().map(|(tp, (low, high))| high - stored.get(tp).copied().unwrap_or(*low).max(*low)).sum();
             if behind == 0 {
                 break;
             }

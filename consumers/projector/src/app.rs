@@ -56,25 +56,13 @@ impl ProjectorApp {
     ) -> anyhow::Result<Self> {
         settings.validate()?;
         settings.consumer.validate()?;
-        Store::new(db.clone())
-            .migrate()
-            .await
-            .context("cannot migrate the projector's tables")?;
-        let read_models = ActiveStore::new(Generations::new(
-            db.clone(),
-            settings.consumer.group_id.clone(),
-        ));
-        let (_, store) = read_models
-            .current()
-            .await
-            .context("cannot read the active generation of the read model")?;
-        let projector_metrics = ProjectorMetrics::register(&metrics)
-            .context("cannot register the projector's metrics")?;
-        let consumer_metrics =
-            ConsumerMetrics::new().context("cannot create the consumer metrics")?;
-        consumer_metrics
-            .register(&metrics)
-            .context("cannot register the consumer metrics")?;
+        Store::new(db.clone()).migrate().await.context("cannot migrate the projector's tables")?;
+        let read_models = ActiveStore::new(Generations::new(db.clone(), settings.consumer.group_id.clone()));
+        let (_, store) = read_models.current().await.context("cannot read the active generation of the read model")?;
+        let projector_metrics =
+            ProjectorMetrics::register(&metrics).context("cannot register the projector's metrics")?;
+        let consumer_metrics = ConsumerMetrics::new().context("cannot create the consumer metrics")?;
+        consumer_metrics.register(&metrics).context("cannot register the consumer metrics")?;
         let progress = CurrentProgress::default();
         let waiter = Waiter {
             offsets: OffsetStore::new(db),
@@ -126,9 +114,7 @@ impl ProjectorApp {
                 }
             }
         });
-        http::router(self.api.clone())
-            .merge(health)
-            .merge(eventline_common::metrics::router(self.metrics.clone()))
+        http::router(self.api.clone()).merge(health).merge(eventline_common::metrics::router(self.metrics.clone()))
     }
 
     /// Serves the query API on `listener` and runs the consumer until `token` is cancelled;
@@ -159,10 +145,8 @@ impl ProjectorApp {
     /// becomes active, until `token` is cancelled.
     async fn follow_active_generation(&self, token: CancellationToken) -> anyhow::Result<()> {
         let generations = self.read_models.generations();
-        let mut generation = generations
-            .active()
-            .await
-            .context("cannot read the active generation of the read model")?;
+        let mut generation =
+            generations.active().await.context("cannot read the active generation of the read model")?;
         loop {
             let stopping = token.child_token();
             let running = self.consume(generation.clone(), stopping.clone());
@@ -199,11 +183,7 @@ impl ProjectorApp {
     }
 
     /// Applies events to `generation` under its group until `stopping` is cancelled.
-    async fn consume(
-        &self,
-        generation: Generation,
-        stopping: CancellationToken,
-    ) -> anyhow::Result<()> {
+    async fn consume(&self, generation: Generation, stopping: CancellationToken) -> anyhow::Result<()> {
         let store = self.read_models.store_of(generation.generation);
         let db = store.database().clone();
         let handler = Projector::new(store, self.projector_metrics.clone(), stopping.clone());

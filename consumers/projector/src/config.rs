@@ -25,10 +25,7 @@ pub const EVENT_TYPES: [&str; 9] = [
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
     #[error("projector setting `{key}` {problem}")]
-    Invalid {
-        key: &'static str,
-        problem: &'static str,
-    },
+    Invalid { key: &'static str, problem: &'static str },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -102,8 +99,7 @@ mod tests {
         assert_eq!(settings.validate(), Ok(()));
         assert_eq!(settings.listen, "127.0.0.1:8082");
         assert_eq!(settings.consumer.group_id, GROUP_ID);
-        let parsed: ProjectorSettings =
-            serde_json::from_str(r#"{"wait_timeout": "250ms"}"#).unwrap();
+        let parsed: ProjectorSettings = serde_json::from_str(r#"{"wait_timeout": "250ms"}"#).unwrap();
         assert_eq!(parsed.wait_timeout, Duration::from_millis(250));
         assert!(serde_json::from_str::<ProjectorSettings>(r#"{"wait_timout": "1s"}"#).is_err());
     }
@@ -119,12 +115,6 @@ mod tests {
     fn a_single_attempt_per_batch_is_refused() {
         let mut settings = ProjectorSettings::default();
         settings.consumer.retry.max_attempts = 1;
-        assert!(matches!(
-            settings.validate(),
-            Err(ConfigError::Invalid {
-                key: "consumer.retry.max_attempts",
-                ..
-            })
-        ));
+        assert!(matches!(settings.validate(), Err(ConfigError::Invalid { key: "consumer.retry.max_attempts", .. })));
     }
 }

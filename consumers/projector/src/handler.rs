@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use eventline_common::events::{
-    CustomerEmailChanged, CustomerRegistered, DomainEvent, OrderCancelled, OrderPlaced,
-    OrderShipped, PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded,
+    CustomerEmailChanged, CustomerRegistered, DomainEvent, OrderCancelled, OrderPlaced, OrderShipped,
+    PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded,
 };
 use eventline_common::kafka::consumer::{Batch, Delivered, EventError, Handler, HandlerError};
 use tokio_util::sync::CancellationToken;
@@ -30,11 +30,7 @@ impl Projector {
     /// Applies batches to `store`'s generation. `stopping` is the token its consumer runtime
     /// runs under: cancelled when the projector moves to another generation.
     pub fn new(store: Store, metrics: ProjectorMetrics, stopping: CancellationToken) -> Self {
-        Self {
-            store,
-            metrics,
-            stopping,
-        }
+        Self { store, metrics, stopping }
     }
 }
 
@@ -61,18 +57,10 @@ impl Handler for Projector {
         for delivered in batch {
             // An event that does not fit its type is dead-lettered alone.
             if let Some(fact) = fact(delivered)? {
-                events.push(Recorded::new(
-                    delivered.envelope.id,
-                    delivered.envelope.time,
-                    fact,
-                ));
+                events.push(Recorded::new(delivered.envelope.id, delivered.envelope.time, fact));
             }
         }
-        match self
-            .store
-            .apply_batch(batch.group(), batch.positions(), &events)
-            .await
-        {
+        match self.store.apply_batch(batch.group(), batch.positions(), &events).await {
             Ok(outcome) => {
                 self.metrics.applied(outcome.applied, outcome.duplicates);
                 Ok(())

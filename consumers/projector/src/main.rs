@@ -33,8 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let source =
-        ConfigSource::load(args.config.as_deref()).context("cannot load the configuration")?;
+    let source = ConfigSource::load(args.config.as_deref()).context("cannot load the configuration")?;
     let telemetry_settings: TelemetrySettings = source.section(Section::Telemetry)?;
     telemetry::init(&telemetry_settings);
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
@@ -43,20 +42,10 @@ async fn main() -> anyhow::Result<()> {
     let settings: ProjectorSettings = source.section(Section::Projector)?;
     check_connection(&kafka, CONNECT_TIMEOUT).await?;
 
-    let db = Database::connect(&database)
-        .await
-        .context("cannot connect to the read model database")?;
+    let db = Database::connect(&database).await.context("cannot connect to the read model database")?;
     let client = RegistryClient::new(&schema_registry)?;
     let catalog = Catalog::embedded().context("the embedded event catalog is invalid")?;
-    let app = ProjectorApp::build(
-        settings.clone(),
-        db,
-        kafka,
-        client,
-        catalog,
-        prometheus::Registry::new(),
-    )
-    .await?;
+    let app = ProjectorApp::build(settings.clone(), db, kafka, client, catalog, prometheus::Registry::new()).await?;
     let listener = eventline_common::http::bind(&settings.listen, "projector").await?;
     let mut supervisor = Supervisor::new(settings.drain_timeout);
     supervisor.spawn("projector", app.run(listener, supervisor.token()));

@@ -27,10 +27,7 @@ impl ProjectorMetrics {
         let events = register(
             registry,
             IntCounterVec::new(
-                Opts::new(
-                    EVENTS_TOTAL,
-                    "Events the read model applied or skipped as duplicates",
-                ),
+                Opts::new(EVENTS_TOTAL, "Events the read model applied or skipped as duplicates"),
                 &["outcome"],
             )?,
         )?;
@@ -46,16 +43,9 @@ impl ProjectorMetrics {
         )?;
         let generation = register(
             registry,
-            IntGauge::new(
-                ACTIVE_GENERATION,
-                "The generation of the read model this process applies events to",
-            )?,
+            IntGauge::new(ACTIVE_GENERATION, "The generation of the read model this process applies events to")?,
         )?;
-        Ok(Self {
-            events,
-            read_your_writes,
-            generation,
-        })
+        Ok(Self { events, read_your_writes, generation })
     }
 
     pub fn following(&self, generation: i64) {
@@ -63,20 +53,12 @@ impl ProjectorMetrics {
     }
 
     pub fn applied(&self, applied: usize, duplicates: usize) {
-        self.events
-            .with_label_values(&[outcome::APPLIED])
-            .inc_by(applied as u64);
-        self.events
-            .with_label_values(&[outcome::DUPLICATE])
-            .inc_by(duplicates as u64);
+        self.events.with_label_values(&[outcome::APPLIED]).inc_by(applied as u64);
+        self.events.with_label_values(&[outcome::DUPLICATE]).inc_by(duplicates as u64);
     }
 
     pub fn waited(&self, caught_up: bool) {
-        let label = if caught_up {
-            outcome::CAUGHT_UP
-        } else {
-            outcome::NOT_CAUGHT_UP
-        };
+        let label = if caught_up { outcome::CAUGHT_UP } else { outcome::NOT_CAUGHT_UP };
         self.read_your_writes.with_label_values(&[label]).inc();
     }
 }

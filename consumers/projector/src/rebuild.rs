@@ -17,8 +17,8 @@ use eventline_common::catalog::Catalog;
 use eventline_common::db::Database;
 use eventline_common::kafka::consumer::lag::LagError;
 use eventline_common::kafka::consumer::{
-    group_lag, ConsumerError, ConsumerMetrics, ConsumerProgress, ConsumerRuntime, OffsetSource,
-    OffsetStore, SettingsError, StartPosition,
+    group_lag, ConsumerError, ConsumerMetrics, ConsumerProgress, ConsumerRuntime, OffsetSource, OffsetStore,
+    SettingsError, StartPosition,
 };
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::RegistryClient;
@@ -27,9 +27,7 @@ use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ProjectorSettings};
-use crate::generations::{
-    now_ms, Generation, GenerationError, GenerationState, Generations, Started,
-};
+use crate::generations::{now_ms, Generation, GenerationError, GenerationState, Generations, Started};
 use crate::handler::Projector;
 use crate::metrics::ProjectorMetrics;
 use crate::store::{Store, StoreError, Tables};
@@ -130,11 +128,7 @@ pub struct BuildProgress {
 impl BuildProgress {
     fn measure(generation: i64, handled: u64, lag: i64, elapsed: Duration, behind: usize) -> Self {
         let seconds = elapsed.as_secs_f64();
-        let rate = if seconds > 0.0 {
-            handled as f64 / seconds
-        } else {
-            0.0
-        };
+        let rate = if seconds > 0.0 { handled as f64 / seconds } else { 0.0 };
         Self {
             generation,
             events_handled: handled,
@@ -201,13 +195,8 @@ pub struct RollbackSummary {
 }
 
 /// The generations of the read model in `db` (`configured_group`: the projector's group).
-pub async fn status(
-    db: &Database,
-    configured_group: &str,
-) -> Result<GenerationsStatus, GenerationError> {
-    let generations = Generations::new(db.clone(), configured_group)
-        .list()
-        .await?;
+pub async fn status(db: &Database, configured_group: &str) -> Result<GenerationsStatus, GenerationError> {
+    let generations = Generations::new(db.clone(), configured_group).list().await?;
     let active = generations
         .iter()
         .find(|g| g.state == GenerationState::Active)
@@ -219,37 +208,21 @@ pub async fn status(
             None
         } else {
             let table = &Tables::of(generation.generation).names()[3];
-            let count = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
-                .fetch_one(db.pool())
-                .await?;
+            let count = sqlx::query(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(db.pool()).await?;
             Some(count.try_get::<i64, _>(0)?)
         };
-        listed.push(GenerationStatus {
-            generation,
-            applied_events,
-        });
+        listed.push(GenerationStatus { generation, applied_events });
     }
-    Ok(GenerationsStatus {
-        active,
-        generations: listed,
-    })
+    Ok(GenerationsStatus { active, generations: listed })
 }
 
 /// Makes the previous generation active again (the active one becomes previous).
-pub async fn rollback(
-    db: &Database,
-    configured_group: &str,
-) -> Result<RollbackSummary, GenerationError> {
+pub async fn rollback(db: &Database, configured_group: &str) -> Result<RollbackSummary, GenerationError> {
     let generations = Generations::new(db.clone(), configured_group);
     let transition = generations.rollback(now_ms()).await?;
-    let activated = transition
-        .activates()
-        .ok_or(crate::generations::TransitionError::NoPrevious)?;
-    let demoted = transition
-        .changes
-        .iter()
-        .find(|c| c.from == GenerationState::Active)
-        .map_or(activated, |c| c.generation);
+    let activated = transition.activates().ok_or(crate::generations::TransitionError::NoPrevious)?;
+    let demoted =
+        transition.changes.iter().find(|c| c.from == GenerationState::Active).map_or(activated, |c| c.generation);
     let activated = generations
         .list()
         .await?
@@ -270,16 +243,11 @@ pub async fn rebuild(
     context.settings.validate()?;
     context.settings.consumer.validate()?;
     Store::new(context.db.clone()).migrate().await?;
-    let generations = Generations::new(
-        context.db.clone(),
-        context.settings.consumer.group_id.clone(),
-    );
+    let generations = Generations::new(context.db.clone(), context.settings.consumer.group_id.clone());
     let stale_after_ms = i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX);
     let started = generations.begin_build(now_ms(), stale_after_ms).await?;
     for generation in &started.cleaned_up {
-        on_event(&RebuildEvent::CleanedUp {
-            generation: *generation,
-        });
+        on_event(&RebuildEvent::CleanedUp { generation: *generation });
     }
     on_event(&RebuildEvent::Started {
         generation: started.building.generation,
@@ -287,12 +255,7 @@ pub async fn rebuild(
         table_prefix: started.building.table_prefix.clone(),
         serving: started.serving.generation,
     });
-    let build = Build {
-        context: &context,
-        generations: &generations,
-        started: &started,
-        started_at,
-    };
+    let build = Build { context: &context, generations: &generations, started: &started, started_at };
     match build.run(&stop, &mut on_event).await {
         Ok(summary) => Ok(summary),
         Err(error @ RebuildError::Lost { .. }) => Err(error),
@@ -334,8 +297,7 @@ impl Build<'_> {
         // what decides is the swap's own check, under the write lock, that the build has
         // reached the active group on every partition. So a swap is tried once the build is
         // within one batch of the end of the log.
-        let swap_within =
-            i64::try_from(self.context.settings.consumer.batch_max_size).unwrap_or(i64::MAX);
+        let swap_within = i64::try_from(self.context.settings.consumer.batch_max_size).unwrap_or(i64::MAX);
         let offsets = OffsetStore::new(self.context.db.clone());
         let mut check = tokio::time::interval(CHECK_INTERVAL);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -383,11 +345,7 @@ impl Build<'_> {
             };
             if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL) {
                 last_report = Some(Instant::now());
-                on_event(&RebuildEvent::Progress(self.progress(
-                    &progress,
-                    lag,
-                    behind_active,
-                )));
+                on_event(&RebuildEvent::Progress(self.progress(&progress, lag, behind_active)));
             }
             if lag > swap_within {
                 continue;
@@ -398,11 +356,7 @@ impl Build<'_> {
                     if let Err(error) = stop_consumer(&stopping, running.as_mut(), number).await {
                         tracing::warn!(error = %format!("{error:#}"), "the build's consumer did not stop cleanly after the swap");
                     }
-                    return Ok(self.summary(
-                        RebuildOutcome::Swapped,
-                        transition.drop_tables_of,
-                        &progress,
-                    ));
+                    return Ok(self.summary(RebuildOutcome::Swapped, transition.drop_tables_of, &progress));
                 }
                 // The live projector applied events the build has not reached yet; go on.
                 Err(GenerationError::NotCaughtUp { behind, .. }) => behind_active = behind.len(),
@@ -453,12 +407,7 @@ impl Build<'_> {
         )
     }
 
-    fn summary(
-        &self,
-        outcome: RebuildOutcome,
-        retired: Vec<i64>,
-        progress: &ConsumerProgress,
-    ) -> RebuildSummary {
+    fn summary(&self, outcome: RebuildOutcome, retired: Vec<i64>, progress: &ConsumerProgress) -> RebuildSummary {
         RebuildSummary {
             outcome,
             generation: self.started.building.generation,
@@ -498,9 +447,6 @@ mod tests {
         assert_eq!(progress.events_per_second, 250.0);
         assert_eq!(progress.seconds_left, Some(2.0));
         let at_start = BuildProgress::measure(2, 0, 500, Duration::ZERO, 0);
-        assert_eq!(
-            (at_start.events_per_second, at_start.seconds_left),
-            (0.0, None)
-        );
+        assert_eq!((at_start.events_per_second, at_start.seconds_left), (0.0, None));
     }
 }

@@ -88,7 +88,8 @@ async fn operator_commands_over_http_behind_the_token() {
     let producer: FutureProducer = broker.kafka_settings().client_config().create().unwrap();
     for partition in 0..2 {
         for _ in 0..3 {
-            let record: FutureRecord<'_, str, str> = FutureRecord::to(&topic).partition(partition).key("k").payload("x");
+            let record: FutureRecord<'_, str, str> =
+                FutureRecord::to(&topic).partition(partition).key("k").payload("x");
             producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
         }
     }

@@ -43,7 +43,8 @@ async fn stack_with_events() -> Stack {
     broker.create_topics(&topics).await;
     let contracts = Arc::new(Contracts::register(catalog, &registry.client).await.unwrap());
     let kafka = broker.kafka_settings();
-    let publisher = Publisher::new(EventProducer::new(&kafka, &ProducerSettings::default()).unwrap(), contracts.clone());
+    let publisher =
+        Publisher::new(EventProducer::new(&kafka, &ProducerSettings::default()).unwrap(), contracts.clone());
     let origin = Origin { source: "/test".into(), traceparent: None, correlation_id: None };
     let mut events = Vec::new();
     for id in ["c1", "c2", "c3"] {
@@ -75,17 +76,10 @@ fn options(from: StartAt) -> TailOptions {
 async fn read(stack: &Stack, options: &TailOptions) -> Vec<TailRecord> {
     let mut records = Vec::new();
     let kafka = stack.broker.kafka_settings();
-    let read = tail(
-        &kafka,
-        &stack.registry.client,
-        TOPIC,
-        options,
-        std::future::pending(),
-        |record| {
-            records.push(record);
-            Ok(())
-        },
-    );
+    let read = tail(&kafka, &stack.registry.client, TOPIC, options, std::future::pending(), |record| {
+        records.push(record);
+        Ok(())
+    });
     tokio::time::timeout(Duration::from_secs(60), read).await.expect("tail did not stop").unwrap();
     records.sort_by_key(|r| (r.partition, r.offset));
     records
@@ -106,7 +100,10 @@ async fn tail_reads_filters_and_reports_garbage() {
 
     let all = read(&stack, &options(StartAt::Earliest)).await;
     assert_eq!(all.len(), 5, "{all:#?}");
-    assert_eq!(types(&all), ["-", "CustomerEmailChanged", "CustomerRegistered", "CustomerRegistered", "CustomerRegistered"]);
+    assert_eq!(
+        types(&all),
+        ["-", "CustomerEmailChanged", "CustomerRegistered", "CustomerRegistered", "CustomerRegistered"]
+    );
     let garbage = all.iter().find(|r| r.key.as_deref() == Some("junk")).unwrap();
     assert!(garbage.value.is_none());
     assert!(garbage.error.as_deref().unwrap_or_default().contains("not a framed Avro value"), "{garbage:?}");
@@ -152,7 +149,11 @@ async fn eventline(stack: &Stack, args: &[&str]) -> std::process::Output {
 async fn tail_binary_prints_json_lines_and_refuses_bad_input() {
     let stack = stack_with_events().await;
 
-    let out = eventline(&stack, &["tail", TOPIC, "--from", "earliest", "--type", "CustomerRegistered", "--output", "json", "--headers"]).await;
+    let out = eventline(
+        &stack,
+        &["tail", TOPIC, "--from", "earliest", "--type", "CustomerRegistered", "--output", "json", "--headers"],
+    )
+    .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -170,7 +171,11 @@ async fn tail_binary_prints_json_lines_and_refuses_bad_input() {
 
     let out = eventline(&stack, &["tail", "no-such-topic"]).await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn eventline_with_database(stack: &Stack, args: &[&str], database_url: &str) -> std::process::Output {

@@ -46,9 +46,13 @@ async fn stack_with_a_projected_database() -> Stack {
 
     let registry_db = SqliteDatabase::create();
     let settings = DatabaseSettings { url: registry_db.url().to_owned(), ..DatabaseSettings::default() };
-    let registry = RegistryApp::build(RegistrySettings::default(), Database::connect(&settings).await.unwrap(), prometheus::Registry::new())
-        .await
-        .unwrap();
+    let registry = RegistryApp::build(
+        RegistrySettings::default(),
+        Database::connect(&settings).await.unwrap(),
+        prometheus::Registry::new(),
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let registry_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -56,7 +60,8 @@ async fn stack_with_a_projected_database() -> Stack {
         registry.run(listener, CancellationToken::new()).await
     });
     let client =
-        RegistryClient::new(&SchemaRegistrySettings { url: registry_url.clone(), ..SchemaRegistrySettings::default() }).unwrap();
+        RegistryClient::new(&SchemaRegistrySettings { url: registry_url.clone(), ..SchemaRegistrySettings::default() })
+            .unwrap();
     let contracts = Arc::new(Contracts::register(catalog.clone(), &client).await.unwrap());
 
     let database = SqliteDatabase::create();
@@ -73,8 +78,10 @@ async fn stack_with_a_projected_database() -> Stack {
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let projector = tokio::spawn(app.run(api, token.clone()));
 
-    let publisher =
-        Publisher::new(EventProducer::new(&broker.kafka_settings(), &ProducerSettings::default()).unwrap(), contracts.clone());
+    let publisher = Publisher::new(
+        EventProducer::new(&broker.kafka_settings(), &ProducerSettings::default()).unwrap(),
+        contracts.clone(),
+    );
     let origin = Origin { source: "/tests/rebuild".into(), traceparent: None, correlation_id: None };
     let mut events = Vec::new();
     for n in 0..CUSTOMERS {
@@ -104,7 +111,8 @@ async fn stack_with_a_projected_database() -> Stack {
 
 impl Stack {
     async fn eventline(&self, args: &[&str]) -> Output {
-        eventline_with(&self.broker.bootstrap_servers(), &self.registry_url, self.database.url(), &self.group, args).await
+        eventline_with(&self.broker.bootstrap_servers(), &self.registry_url, self.database.url(), &self.group, args)
+            .await
     }
 
     async fn stop(self) {
@@ -152,7 +160,9 @@ async fn status(stack: &Stack) -> (i64, Vec<(i64, String, Option<i64>)>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["generation"].as_i64().unwrap(), g["state"].as_str().unwrap().to_owned(), g["applied_events"].as_i64()))
+        .map(|g| {
+            (g["generation"].as_i64().unwrap(), g["state"].as_str().unwrap().to_owned(), g["applied_events"].as_i64())
+        })
         .collect();
     (json["active"].as_i64().unwrap(), generations)
 }
@@ -216,9 +226,14 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     assert!(out.stderr.contains("cannot be used with"), "{out}");
 
     let missing = format!("sqlite:///tmp/{}/nothing.db?mode=rwc", unique("no-such-dir"));
-    let out =
-        eventline_with(&stack.broker.bootstrap_servers(), &stack.registry_url, &missing, &stack.group, &["rebuild", "projector"])
-            .await;
+    let out = eventline_with(
+        &stack.broker.bootstrap_servers(),
+        &stack.registry_url,
+        &missing,
+        &stack.group,
+        &["rebuild", "projector"],
+    )
+    .await;
     assert!(!out.success, "{out}");
     assert!(out.stderr.contains("no database at"), "{out}");
 
@@ -231,9 +246,10 @@ async fn ctrl_c_during_the_build_leaves_the_active_generation_untouched() {
     let stack = stack_with_a_projected_database().await;
     // The active group claims an offset far past the end of one partition, so the build can
     // never reach it and the swap waits: Ctrl-C is sure to come during the build.
-    let db = Database::connect(&DatabaseSettings { url: stack.database.url().to_owned(), ..DatabaseSettings::default() })
-        .await
-        .unwrap();
+    let db =
+        Database::connect(&DatabaseSettings { url: stack.database.url().to_owned(), ..DatabaseSettings::default() })
+            .await
+            .unwrap();
     let ahead = PartitionOffset { topic: "customers".into(), partition: 0, next_offset: 1_000_000 };
     OffsetStore::new(db).store(&stack.group, &[ahead]).await.unwrap();
 
@@ -268,7 +284,9 @@ async fn ctrl_c_during_the_build_leaves_the_active_generation_untouched() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "an interrupted rebuild exits non-zero");
     assert!(
-        stdout.contains("interrupted: generation 1 is still active and untouched; generation 2 was retired and its tables dropped"),
+        stdout.contains(
+            "interrupted: generation 1 is still active and untouched; generation 2 was retired and its tables dropped"
+        ),
         "{stdout}"
     );
     assert_eq!(

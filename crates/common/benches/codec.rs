@@ -31,7 +31,8 @@ fn rate(mut f: impl FnMut()) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let catalog = Catalog::embedded()?;
-    let schema = catalog.event("OrderPlaced").map(|e| e.schema.clone()).ok_or_else(|| anyhow::anyhow!("no OrderPlaced"))?;
+    let schema =
+        catalog.event("OrderPlaced").map(|e| e.schema.clone()).ok_or_else(|| anyhow::anyhow!("no OrderPlaced"))?;
     let order = samples::order_placed("0b5c1d9e-6f1a-4a63-9a43-5c2f4f7c0f11");
     let avro_bytes = avro::encode(SchemaId(1), &schema, &order)?;
     let json_bytes = serde_json::to_vec(&order)?;

@@ -170,7 +170,9 @@ impl<'s> Converter<'s> {
                     let value = match (object.get(&field.name), &field.default) {
                         (Some(given), _) => self.convert(&field.schema, given, path, inner_ns),
                         (None, Some(default)) => self.default(&field.schema, default, path, inner_ns),
-                        (None, None) => self.fail(path, format!("required field is missing ({})", describe(&field.schema))),
+                        (None, None) => {
+                            self.fail(path, format!("required field is missing ({})", describe(&field.schema)))
+                        }
                     };
                     path.truncate(len);
                     fields.push((field.name.clone(), value));
@@ -202,10 +204,12 @@ impl<'s> Converter<'s> {
             },
             Schema::TimeMillis | Schema::TimeMicros => {
                 let micros = match json {
-                    Json::String(s) => NaiveTime::from_str(s)
-                        .ok()
-                        .map(|t| i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000)),
-                    Json::Number(_) => json.as_i64().map(|n| if matches!(schema, Schema::TimeMillis) { n * 1000 } else { n }),
+                    Json::String(s) => NaiveTime::from_str(s).ok().map(|t| {
+                        i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000)
+                    }),
+                    Json::Number(_) => {
+                        json.as_i64().map(|n| if matches!(schema, Schema::TimeMillis) { n * 1000 } else { n })
+                    }
                     _ => None,
                 };
                 match (micros, schema) {
@@ -217,13 +221,21 @@ impl<'s> Converter<'s> {
             Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos => {
                 match timestamp_nanos(json, schema, false) {
                     Some(ns) => timestamp_value(schema, ns),
-                    None => self.expected(path, "a timestamp (RFC 3339 string such as 2026-11-23T10:00:00Z, or an epoch integer)", json),
+                    None => self.expected(
+                        path,
+                        "a timestamp (RFC 3339 string such as 2026-11-23T10:00:00Z, or an epoch integer)",
+                        json,
+                    ),
                 }
             }
             Schema::LocalTimestampMillis | Schema::LocalTimestampMicros | Schema::LocalTimestampNanos => {
                 match timestamp_nanos(json, schema, true) {
                     Some(ns) => timestamp_value(schema, ns),
-                    None => self.expected(path, "a local date-time such as 2026-11-23T10:00:00 (no offset), or an integer", json),
+                    None => self.expected(
+                        path,
+                        "a local date-time such as 2026-11-23T10:00:00 (no offset), or an integer",
+                        json,
+                    ),
                 }
             }
             Schema::Decimal(decimal) => match decimal_unscaled(json, decimal.precision, decimal.scale) {
@@ -352,9 +364,9 @@ fn timestamp_nanos(json: &Json, schema: &Schema, local: bool) -> Option<i128> {
     };
     match json {
         Json::Number(_) => json.as_i64().map(|n| i128::from(n) * unit),
-        Json::String(s) if local => NaiveDateTime::from_str(s)
-            .ok()
-            .map(|t| i128::from(t.and_utc().timestamp()) * 1_000_000_000 + i128::from(t.and_utc().timestamp_subsec_nanos())),
+        Json::String(s) if local => NaiveDateTime::from_str(s).ok().map(|t| {
+            i128::from(t.and_utc().timestamp()) * 1_000_000_000 + i128::from(t.and_utc().timestamp_subsec_nanos())
+        }),
         Json::String(s) => DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|t| i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())),

@@ -155,7 +155,13 @@ fn arbitrary_json() -> impl Strategy<Value = Json> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
             proptest::collection::btree_map(
-                prop_oneof![Just("b".to_owned()), Just("i".to_owned()), Just("lines".to_owned()), Just("order_id".to_owned()), "[a-z]{1,6}"],
+                prop_oneof![
+                    Just("b".to_owned()),
+                    Just("i".to_owned()),
+                    Just("lines".to_owned()),
+                    Just("order_id".to_owned()),
+                    "[a-z]{1,6}"
+                ],
                 inner,
                 0..8
             )

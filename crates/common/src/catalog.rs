@@ -146,9 +146,7 @@ impl Catalog {
 
     /// An event type by short name (`OrderPlaced`) or full name (`com.eventline.commerce.OrderPlaced`).
     pub fn event(&self, name: &str) -> Option<&EventSpec> {
-        self.events
-            .get(name)
-            .or_else(|| self.events.values().find(|spec| spec.full_name == name))
+        self.events.get(name).or_else(|| self.events.values().find(|spec| spec.full_name == name))
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicSpec> {
@@ -161,12 +159,10 @@ fn load_event(
     topic: &TopicFile,
     read: &impl Fn(&str) -> Option<String>,
 ) -> Result<EventSpec, CatalogError> {
-    let schema_json = read(&format!("{event}.avsc"))
-        .ok_or_else(|| CatalogError::MissingSchema { event: event.to_owned() })?;
-    let schema = Schema::parse_str(&schema_json).map_err(|e| CatalogError::InvalidSchema {
-        event: event.to_owned(),
-        message: e.to_string(),
-    })?;
+    let schema_json =
+        read(&format!("{event}.avsc")).ok_or_else(|| CatalogError::MissingSchema { event: event.to_owned() })?;
+    let schema = Schema::parse_str(&schema_json)
+        .map_err(|e| CatalogError::InvalidSchema { event: event.to_owned(), message: e.to_string() })?;
     let Schema::Record(RecordSchema { name, fields, .. }) = &schema else {
         return Err(CatalogError::NotARecord { event: event.to_owned(), found: format!("{:?}", schema_kind(&schema)) });
     };

@@ -96,9 +96,7 @@ pub struct ConfigSource {
 impl ConfigSource {
     /// Loads the file (if any; `EVENTLINE_CONFIG` when `file` is `None`) and the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let file = file
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from));
+        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from));
         let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
@@ -112,12 +110,7 @@ impl ConfigSource {
         {
             return Err(ConfigError::MalformedEnvVar { name });
         }
-        let figment = figment.merge(
-            Env::prefixed(ENV_PREFIX)
-                .ignore(&["CONFIG"])
-                .split("__")
-                .lowercase(true),
-        );
+        let figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__").lowercase(true));
         Self::checked(figment)
     }
 
@@ -128,17 +121,12 @@ impl ConfigSource {
 
     fn checked(figment: Figment) -> Result<Self, ConfigError> {
         let known: Vec<&str> = Section::ALL.iter().map(|s| s.key()).collect();
-        let data = figment.data().map_err(|source| ConfigError::Invalid {
-            section: "(file)",
-            source: Box::new(source),
-        })?;
+        let data =
+            figment.data().map_err(|source| ConfigError::Invalid { section: "(file)", source: Box::new(source) })?;
         for dict in data.values() {
             for name in dict.keys() {
                 if !known.contains(&name.as_str()) {
-                    return Err(ConfigError::UnknownSection {
-                        name: name.clone(),
-                        known: known.join(", "),
-                    });
+                    return Err(ConfigError::UnknownSection { name: name.clone(), known: known.join(", ") });
                 }
             }
         }
@@ -154,10 +142,7 @@ impl ConfigSource {
         Figment::from(Serialized::defaults(T::default()))
             .merge(self.figment.focus(section.key()))
             .extract()
-            .map_err(|source| ConfigError::Invalid {
-                section: section.key(),
-                source: Box::new(source),
-            })
+            .map_err(|source| ConfigError::Invalid { section: section.key(), source: Box::new(source) })
     }
 }
 

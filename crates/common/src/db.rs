@@ -29,11 +29,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            url: DEFAULT_DATABASE_URL.to_owned(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        Self { url: DEFAULT_DATABASE_URL.to_owned(), max_connections: 10, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -106,10 +102,8 @@ impl Database {
         if backend == Backend::Sqlite {
             create_sqlite_parent_dir(&settings.url)?;
         }
-        let options = AnyConnectOptions::from_str(&settings.url).map_err(|source| DbError::Connect {
-            url: redact_url(&settings.url),
-            source,
-        })?;
+        let options = AnyConnectOptions::from_str(&settings.url)
+            .map_err(|source| DbError::Connect { url: redact_url(&settings.url), source })?;
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -162,21 +156,13 @@ impl Database {
 }
 
 fn create_sqlite_parent_dir(url: &str) -> Result<(), DbError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
-                path: path.to_owned(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir { path: path.to_owned(), source })?;
         }
     }
     Ok(())

@@ -141,11 +141,14 @@ impl Envelope {
         let required = |name: &'static str| get(name)?.ok_or(EnvelopeError::Missing(name));
         let specversion = required(header::SPECVERSION)?;
         if specversion != SPECVERSION {
-            return Err(EnvelopeError::Invalid { name: header::SPECVERSION, problem: format!("`{specversion}` is not 1.0") });
+            return Err(EnvelopeError::Invalid {
+                name: header::SPECVERSION,
+                problem: format!("`{specversion}` is not 1.0"),
+            });
         }
         let id = required(header::ID)?;
-        let id = Uuid::parse_str(&id)
-            .map_err(|e| EnvelopeError::Invalid { name: header::ID, problem: e.to_string() })?;
+        let id =
+            Uuid::parse_str(&id).map_err(|e| EnvelopeError::Invalid { name: header::ID, problem: e.to_string() })?;
         let time = required(header::TIME)?;
         let time = DateTime::parse_from_rfc3339(&time)
             .map_err(|e| EnvelopeError::Invalid { name: header::TIME, problem: e.to_string() })?
@@ -194,7 +197,17 @@ mod tests {
         let names: Vec<&str> = headers.iter().map(|h| h.key).collect();
         assert_eq!(
             names,
-            ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type", "traceparent", "correlation_id"]
+            [
+                "ce_specversion",
+                "ce_id",
+                "ce_source",
+                "ce_type",
+                "ce_time",
+                "ce_subject",
+                "content-type",
+                "traceparent",
+                "correlation_id"
+            ]
         );
     }
 
@@ -212,7 +225,12 @@ mod tests {
         let tp = TraceParent::parse(text).unwrap();
         assert_eq!(tp.to_string(), text);
         assert_eq!(tp.child().trace_id, tp.trace_id);
-        for bad in ["", "00-0-0-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"] {
+        for bad in [
+            "",
+            "00-0-0-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
             assert!(TraceParent::parse(bad).is_err(), "{bad}");
         }
     }

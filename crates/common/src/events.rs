@@ -199,7 +199,10 @@ mod tests {
         let bytes = avro::encode(SchemaId(1), &v1, &event).unwrap();
         let value = avro::decode_value(&bytes[avro::HEADER_LEN..], &v1, Some(&v2)).unwrap();
         let apache_avro::types::Value::Record(fields) = &value else { panic!("not a record") };
-        assert_eq!(fields.last().unwrap(), &("added_later".to_owned(), apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null))));
+        assert_eq!(
+            fields.last().unwrap(),
+            &("added_later".to_owned(), apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)))
+        );
         // And the old type still reads data resolved into the new schema's shape.
         let back: E = apache_avro::from_value(&value).unwrap();
         assert_eq!(back, event);
@@ -208,16 +211,80 @@ mod tests {
     fn all_events() -> Vec<Box<dyn Fn()>> {
         let t = at(1_795_000_000_123);
         vec![
-            Box::new(move || round_trip(CustomerRegistered { customer_id: "c1".into(), email: "a@example.com".into(), name: "Ada".into(), registered_at: t })),
-            Box::new(move || round_trip(CustomerEmailChanged { customer_id: "c1".into(), new_email: "b@example.com".into(), changed_at: t })),
+            Box::new(move || {
+                round_trip(CustomerRegistered {
+                    customer_id: "c1".into(),
+                    email: "a@example.com".into(),
+                    name: "Ada".into(),
+                    registered_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(CustomerEmailChanged {
+                    customer_id: "c1".into(),
+                    new_email: "b@example.com".into(),
+                    changed_at: t,
+                })
+            }),
             Box::new(|| round_trip(order_placed("o1"))),
-            Box::new(move || round_trip(OrderCancelled { order_id: "o1".into(), reason: CancellationReason::OutOfStock, cancelled_at: t })),
-            Box::new(move || round_trip(OrderShipped { order_id: "o1".into(), carrier: "DHL".into(), tracking_number: Some("JD0001".into()), shipped_at: t })),
-            Box::new(move || round_trip(OrderShipped { order_id: "o1".into(), carrier: "DHL".into(), tracking_number: None, shipped_at: t })),
-            Box::new(move || round_trip(PaymentAuthorized { payment_id: "p1".into(), order_id: "o1".into(), amount_minor: 3999, currency: "EUR".into(), authorized_at: t })),
-            Box::new(move || round_trip(PaymentCaptured { payment_id: "p1".into(), order_id: "o1".into(), amount_minor: 3999, currency: "EUR".into(), captured_at: t })),
-            Box::new(move || round_trip(PaymentFailed { payment_id: "p1".into(), order_id: "o1".into(), reason: "card declined".into(), failed_at: t })),
-            Box::new(move || round_trip(PaymentRefunded { payment_id: "p1".into(), order_id: "o1".into(), amount_minor: 1000, currency: "EUR".into(), refunded_at: t })),
+            Box::new(move || {
+                round_trip(OrderCancelled {
+                    order_id: "o1".into(),
+                    reason: CancellationReason::OutOfStock,
+                    cancelled_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(OrderShipped {
+                    order_id: "o1".into(),
+                    carrier: "DHL".into(),
+                    tracking_number: Some("JD0001".into()),
+                    shipped_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(OrderShipped {
+                    order_id: "o1".into(),
+                    carrier: "DHL".into(),
+                    tracking_number: None,
+                    shipped_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(PaymentAuthorized {
+                    payment_id: "p1".into(),
+                    order_id: "o1".into(),
+                    amount_minor: 3999,
+                    currency: "EUR".into(),
+                    authorized_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(PaymentCaptured {
+                    payment_id: "p1".into(),
+                    order_id: "o1".into(),
+                    amount_minor: 3999,
+                    currency: "EUR".into(),
+                    captured_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(PaymentFailed {
+                    payment_id: "p1".into(),
+                    order_id: "o1".into(),
+                    reason: "card declined".into(),
+                    failed_at: t,
+                })
+            }),
+            Box::new(move || {
+                round_trip(PaymentRefunded {
+                    payment_id: "p1".into(),
+                    order_id: "o1".into(),
+                    amount_minor: 1000,
+                    currency: "EUR".into(),
+                    refunded_at: t,
+                })
+            }),
         ]
     }
 
@@ -231,23 +298,53 @@ mod tests {
     #[test]
     fn every_schema_reads_old_data_after_adding_a_field_with_a_default() {
         let t = at(1_795_000_000_123);
-        evolves(CustomerRegistered { customer_id: "c1".into(), email: "a@example.com".into(), name: "Ada".into(), registered_at: t });
+        evolves(CustomerRegistered {
+            customer_id: "c1".into(),
+            email: "a@example.com".into(),
+            name: "Ada".into(),
+            registered_at: t,
+        });
         evolves(CustomerEmailChanged { customer_id: "c1".into(), new_email: "b@example.com".into(), changed_at: t });
         evolves(order_placed("o1"));
         evolves(OrderCancelled { order_id: "o1".into(), reason: CancellationReason::Other, cancelled_at: t });
         evolves(OrderShipped { order_id: "o1".into(), carrier: "UPS".into(), tracking_number: None, shipped_at: t });
-        evolves(PaymentAuthorized { payment_id: "p".into(), order_id: "o".into(), amount_minor: 1, currency: "EUR".into(), authorized_at: t });
-        evolves(PaymentCaptured { payment_id: "p".into(), order_id: "o".into(), amount_minor: 1, currency: "EUR".into(), captured_at: t });
+        evolves(PaymentAuthorized {
+            payment_id: "p".into(),
+            order_id: "o".into(),
+            amount_minor: 1,
+            currency: "EUR".into(),
+            authorized_at: t,
+        });
+        evolves(PaymentCaptured {
+            payment_id: "p".into(),
+            order_id: "o".into(),
+            amount_minor: 1,
+            currency: "EUR".into(),
+            captured_at: t,
+        });
         evolves(PaymentFailed { payment_id: "p".into(), order_id: "o".into(), reason: "r".into(), failed_at: t });
-        evolves(PaymentRefunded { payment_id: "p".into(), order_id: "o".into(), amount_minor: 1, currency: "EUR".into(), refunded_at: t });
+        evolves(PaymentRefunded {
+            payment_id: "p".into(),
+            order_id: "o".into(),
+            amount_minor: 1,
+            currency: "EUR".into(),
+            refunded_at: t,
+        });
     }
 
     #[test]
     fn every_catalog_type_has_a_rust_type_with_a_matching_key() {
         let catalog = Catalog::embedded().unwrap();
         let names = [
-            CustomerRegistered::NAME, CustomerEmailChanged::NAME, OrderPlaced::NAME, OrderCancelled::NAME,
-            OrderShipped::NAME, PaymentAuthorized::NAME, PaymentCaptured::NAME, PaymentFailed::NAME, PaymentRefunded::NAME,
+            CustomerRegistered::NAME,
+            CustomerEmailChanged::NAME,
+            OrderPlaced::NAME,
+            OrderCancelled::NAME,
+            OrderShipped::NAME,
+            PaymentAuthorized::NAME,
+            PaymentCaptured::NAME,
+            PaymentFailed::NAME,
+            PaymentRefunded::NAME,
         ];
         let listed: Vec<&str> = catalog.events().map(|e| e.name.as_str()).collect();
         for name in listed {

@@ -15,9 +15,7 @@ pub const READY_PATH: &str = "/health/ready";
 /// Binds `addr`, logging where it listens.
 pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
     use anyhow::Context as _;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for {what}"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for {what}"))?;
     let local: SocketAddr = listener.local_addr().context("listener has no address")?;
     tracing::info!(%local, "{what} listening");
     Ok(listener)
@@ -34,9 +32,7 @@ pub fn without_nagle(listener: TcpListener) -> TcpListener {
 
 /// Serves `router` until `token` is cancelled, then finishes in-flight requests.
 pub async fn serve(listener: TcpListener, router: Router, token: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(without_nagle(listener), router)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await?;
+    axum::serve(without_nagle(listener), router).with_graceful_shutdown(async move { token.cancelled().await }).await?;
     Ok(())
 }
 
@@ -47,23 +43,21 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
-    Router::new()
-        .route(LIVE_PATH, get(|| async { Json(serde_json::json!({"status": "live"})) }))
-        .route(
-            READY_PATH,
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    match ready().await {
-                        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
-                        Err(reason) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            Json(serde_json::json!({"status": "not ready", "reason": reason})),
-                        ),
-                    }
+    Router::new().route(LIVE_PATH, get(|| async { Json(serde_json::json!({"status": "live"})) })).route(
+        READY_PATH,
+        get(move || {
+            let ready = ready.clone();
+            async move {
+                match ready().await {
+                    Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+                    Err(reason) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(serde_json::json!({"status": "not ready", "reason": reason})),
+                    ),
                 }
-            }),
-        )
+            }
+        }),
+    )
 }
 
 /// `true` when `headers` carry `Authorization: Bearer <expected>`; the token is compared without

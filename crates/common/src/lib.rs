@@ -2,21 +2,21 @@
 //! event envelope, the Avro codec with Confluent framing, the schema-registry client, the Kafka
 //! producer and the database layer. Services stay thin; the hard parts live here, once.
 
+pub mod avro;
+pub mod avro_json;
+pub mod catalog;
 pub mod config;
+pub mod contracts;
 pub mod db;
+pub mod envelope;
+pub mod events;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
+pub mod publish;
+pub mod registry_client;
 pub mod shutdown;
 pub mod telemetry;
-pub mod catalog;
-pub mod avro;
-pub mod envelope;
-pub mod registry_client;
-pub mod events;
-pub mod kafka;
-pub mod contracts;
-pub mod avro_json;
-pub mod publish;
 
 /// The README's Rust examples compile as doc tests, so the documentation cannot drift.
 #[doc = include_str!("../../../README.md")]

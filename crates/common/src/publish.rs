@@ -70,7 +70,10 @@ pub struct PreparedEvent {
 pub fn prepare(contracts: &Contracts, json: &Json, origin: &Origin) -> Result<PreparedEvent, InvalidEvent> {
     let mut errors = Vec::new();
     let Json::Object(object) = json else {
-        return Err(InvalidEvent::Fields(vec![FieldError { path: "$".into(), message: "expected an event object".into() }]));
+        return Err(InvalidEvent::Fields(vec![FieldError {
+            path: "$".into(),
+            message: "expected an event object".into(),
+        }]));
     };
     for key in object.keys() {
         if !matches!(key.as_str(), "type" | "id" | "source" | "time" | "subject" | "data") {
@@ -130,9 +133,8 @@ pub fn prepare(contracts: &Contracts, json: &Json, origin: &Origin) -> Result<Pr
         return Err(InvalidEvent::Fields(errors));
     };
     let key = key_of(registered, &value)?;
-    let bytes = avro::encode_value(registered.schema_id, &registered.spec.schema, value).map_err(|e| {
-        InvalidEvent::Fields(vec![FieldError { path: "$.data".into(), message: codec_message(&e) }])
-    })?;
+    let bytes = avro::encode_value(registered.schema_id, &registered.spec.schema, value)
+        .map_err(|e| InvalidEvent::Fields(vec![FieldError { path: "$.data".into(), message: codec_message(&e) }]))?;
     Ok(PreparedEvent {
         event_type: registered.spec.name.clone(),
         topic: registered.spec.topic.clone(),
@@ -166,7 +168,10 @@ fn optional<T>(
         Some(Json::String(text)) => {
             let parsed = parse(text);
             if parsed.is_none() {
-                errors.push(FieldError { path: path.into(), message: format!("expected {what}, found `{}`", truncate(text)) });
+                errors.push(FieldError {
+                    path: path.into(),
+                    message: format!("expected {what}, found `{}`", truncate(text)),
+                });
             }
             parsed
         }
@@ -191,7 +196,10 @@ fn key_of(registered: &RegisteredEvent, value: &apache_avro::types::Value) -> Re
     match fields.iter().find(|(name, _)| name == field).map(|(_, v)| v) {
         Some(Value::String(key)) if !key.is_empty() => Ok(key.clone()),
         Some(Value::Uuid(key)) => Ok(key.to_string()),
-        _ => Err(InvalidEvent::Fields(vec![FieldError { path, message: "the key field must be a non-empty string".into() }])),
+        _ => Err(InvalidEvent::Fields(vec![FieldError {
+            path,
+            message: "the key field must be a non-empty string".into(),
+        }])),
     }
 }
 
@@ -221,7 +229,12 @@ impl Publisher {
 
     pub async fn publish(&self, event: &PreparedEvent) -> Result<Position, ProduceError> {
         self.producer
-            .send(OutgoingEvent { topic: &event.topic, key: &event.key, value: &event.value, envelope: &event.envelope })
+            .send(OutgoingEvent {
+                topic: &event.topic,
+                key: &event.key,
+                value: &event.value,
+                envelope: &event.envelope,
+            })
             .await
     }
 
@@ -232,7 +245,12 @@ impl Publisher {
         event: &PreparedEvent,
     ) -> Result<impl std::future::Future<Output = Result<Position, ProduceError>> + Send + 'static, ProduceError> {
         self.producer
-            .enqueue(OutgoingEvent { topic: &event.topic, key: &event.key, value: &event.value, envelope: &event.envelope })
+            .enqueue(OutgoingEvent {
+                topic: &event.topic,
+                key: &event.key,
+                value: &event.value,
+                envelope: &event.envelope,
+            })
             .await
     }
 
@@ -262,7 +280,9 @@ mod tests {
     use serde_json::json;
 
     fn contracts() -> Contracts {
-        Contracts::with_ids(Catalog::embedded().unwrap(), |spec| SchemaId(if spec.name == "OrderPlaced" { 7 } else { 1 }))
+        Contracts::with_ids(Catalog::embedded().unwrap(), |spec| {
+            SchemaId(if spec.name == "OrderPlaced" { 7 } else { 1 })
+        })
     }
 
     fn origin() -> Origin {
@@ -313,7 +333,10 @@ mod tests {
     fn an_unknown_type_is_its_own_error() {
         let mut input = order();
         input["type"] = json!("OrderTeleported");
-        assert_eq!(prepare(&contracts(), &input, &origin()).unwrap_err(), InvalidEvent::UnknownType("OrderTeleported".into()));
+        assert_eq!(
+            prepare(&contracts(), &input, &origin()).unwrap_err(),
+            InvalidEvent::UnknownType("OrderTeleported".into())
+        );
     }
 
     #[test]

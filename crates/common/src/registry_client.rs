@@ -170,7 +170,9 @@ impl RegistryClient {
         match self.post::<CompatibilityBody>(&path, &body).await {
             Ok(answer) => Ok(answer.is_compatible),
             // No version yet: anything is compatible.
-            Err(RegistryClientError::Refused { error_code: ERROR_SUBJECT_NOT_FOUND | ERROR_VERSION_NOT_FOUND, .. }) => Ok(true),
+            Err(RegistryClientError::Refused {
+                error_code: ERROR_SUBJECT_NOT_FOUND | ERROR_VERSION_NOT_FOUND, ..
+            }) => Ok(true),
             Err(other) => Err(other),
         }
     }

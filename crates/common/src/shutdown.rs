@@ -89,7 +89,8 @@ impl Supervisor {
                 "drain deadline passed, aborting remaining tasks"
             );
             self.tasks.abort_all();
-            first_error.get_or_insert_with(|| anyhow::anyhow!("shutdown did not finish within {:?}", self.drain_deadline));
+            first_error
+                .get_or_insert_with(|| anyhow::anyhow!("shutdown did not finish within {:?}", self.drain_deadline));
         }
         match first_error {
             Some(error) => Err(error),
@@ -98,9 +99,7 @@ impl Supervisor {
     }
 }
 
-fn task_error(
-    joined: Result<(String, anyhow::Result<()>), tokio::task::JoinError>,
-) -> Option<anyhow::Error> {
+fn task_error(joined: Result<(String, anyhow::Result<()>), tokio::task::JoinError>) -> Option<anyhow::Error> {
     match joined {
         Ok((_, Ok(()))) => None,
         Ok((name, Err(error))) => Some(error.context(format!("task `{name}` failed"))),

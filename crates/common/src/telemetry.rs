@@ -35,9 +35,7 @@ pub fn init(settings: &TelemetrySettings) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let _already_set = match settings.format {
-        LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true).with_span_list(false))
-            .try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true).with_span_list(false)).try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact().with_target(true)).try_init(),
     };
 }

@@ -120,19 +120,14 @@ async fn a_raw_record_lands_on_the_partition_asked_with_its_bytes_headers_and_ti
     assert_eq!(message.key(), None);
     assert_eq!(message.payload(), Some(b"\0raw".as_slice()));
     assert_eq!(message.timestamp().to_millis(), Some(timestamp));
-    let received: Vec<(&str, Option<&[u8]>)> =
-        message.headers().unwrap().iter().map(|h| (h.key, h.value)).collect();
+    let received: Vec<(&str, Option<&[u8]>)> = message.headers().unwrap().iter().map(|h| (h.key, h.value)).collect();
     assert_eq!(received, [("ce_id", Some(b"e-1".as_slice())), ("empty", None)]);
 }
 
 /// The record at `position`, read with a consumer assigned there.
 async fn read_back(settings: &KafkaSettings, position: &Position) -> OwnedMessage {
-    let consumer: StreamConsumer = settings
-        .client_config()
-        .set("group.id", unique("g"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer: StreamConsumer =
+        settings.client_config().set("group.id", unique("g")).set("enable.auto.commit", "false").create().unwrap();
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(&position.topic, position.partition, Offset::Offset(position.offset)).unwrap();
     consumer.assign(&assignment).unwrap();
@@ -152,7 +147,8 @@ async fn sending_to_a_missing_topic_fails_within_the_delivery_timeout() {
     let envelope = bare_envelope();
     let topic = unique("missing");
     let started = std::time::Instant::now();
-    let outcome = producer.send(OutgoingEvent { topic: &topic, key: "k", value: b"\0\0\0\0\x01", envelope: &envelope }).await;
+    let outcome =
+        producer.send(OutgoingEvent { topic: &topic, key: "k", value: b"\0\0\0\0\x01", envelope: &envelope }).await;
     assert!(outcome.is_err(), "a topic that does not exist must not be acknowledged: {outcome:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -181,9 +177,11 @@ async fn the_producer_recovers_after_the_broker_was_down() {
         broker.stop().await;
         assert!(send().await.is_err(), "nothing is acknowledged while the broker is down");
         broker.resume().await;
-        let position = eventline_testkit::eventually("a send to succeed after the broker returned", Duration::from_secs(60), || async {
-            send().await.ok()
-        })
+        let position = eventline_testkit::eventually(
+            "a send to succeed after the broker returned",
+            Duration::from_secs(60),
+            || async { send().await.ok() },
+        )
         .await;
         assert_eq!(position.offset, acknowledged, "the send refused while down must not have landed");
         acknowledged += 1;

@@ -23,7 +23,11 @@ pub struct RegistryApp {
 
 impl RegistryApp {
     /// Applies the registry's migrations to `db` and registers its metrics in `metrics`.
-    pub async fn build(settings: RegistrySettings, db: Database, metrics: prometheus::Registry) -> anyhow::Result<Self> {
+    pub async fn build(
+        settings: RegistrySettings,
+        db: Database,
+        metrics: prometheus::Registry,
+    ) -> anyhow::Result<Self> {
         let store = Store::new(db);
         store.migrate().await.context("cannot apply the schema registry's database migrations")?;
         let registry_metrics =

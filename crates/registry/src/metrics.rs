@@ -44,14 +44,10 @@ impl RegistryMetrics {
         )?;
         let registrations = register(
             registry,
-            IntCounterVec::new(
-                Opts::new(REGISTRATIONS_TOTAL, "Schema registrations by outcome"),
-                &["outcome"],
-            )?,
+            IntCounterVec::new(Opts::new(REGISTRATIONS_TOTAL, "Schema registrations by outcome"), &["outcome"])?,
         )?;
         Ok(Self { requests, duration, registrations })
     }
-
 
     pub fn schema_registered(&self, subject: &str, id: i64, version: i64) {
         tracing::info!(subject, id, version, "schema registered");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::domain::{check, CompatibilityLevel, Incompatibility, ParsedSchema, Subject, VersionSpec};
 use crate::metrics::RegistryMetrics;
-use crate::store::{Scope, SchemaRow, Store, StoreError, SubjectRow, VersionRow};
+use crate::store::{SchemaRow, Scope, Store, StoreError, SubjectRow, VersionRow};
 
 /// How often a registration is retried when another writer took the version it wanted.
 const MAX_ATTEMPTS: u32 = 64;
@@ -113,7 +113,8 @@ impl Registry {
             match self.store.insert_version(subject, next, schema).await {
                 Ok(stored) => {
                     self.metrics.schema_registered(subject.as_str(), stored.id, next);
-                    let version = VersionRow { subject: subject.to_string(), version: next, deleted: false, schema: stored };
+                    let version =
+                        VersionRow { subject: subject.to_string(), version: next, deleted: false, schema: stored };
                     return Ok(Registration { version, created: true });
                 }
                 Err(StoreError::Conflict) => {
@@ -127,7 +128,12 @@ impl Registry {
     }
 
     /// The version of `subject` holding `schema` (the newest if several do).
-    pub async fn lookup(&self, subject: &Subject, schema: &ParsedSchema, deleted: bool) -> Result<VersionRow, RegistryError> {
+    pub async fn lookup(
+        &self,
+        subject: &Subject,
+        schema: &ParsedSchema,
+        deleted: bool,
+    ) -> Result<VersionRow, RegistryError> {
         let versions = self.store.versions(subject, deleted).await?;
         if versions.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_string()));
@@ -135,7 +141,12 @@ impl Registry {
         find_schema(&versions, schema).cloned().ok_or(RegistryError::SchemaNotInSubject)
     }
 
-    pub async fn version(&self, subject: &Subject, spec: VersionSpec, deleted: bool) -> Result<VersionRow, RegistryError> {
+    pub async fn version(
+        &self,
+        subject: &Subject,
+        spec: VersionSpec,
+        deleted: bool,
+    ) -> Result<VersionRow, RegistryError> {
         let versions = self.store.versions(subject, deleted).await?;
         pick(subject, &versions, spec).cloned()
     }
@@ -202,7 +213,12 @@ impl Registry {
     }
 
     /// Soft-deletes one live version, or (`permanent`) removes a soft-deleted one.
-    pub async fn delete_version(&self, subject: &Subject, spec: VersionSpec, permanent: bool) -> Result<i64, RegistryError> {
+    pub async fn delete_version(
+        &self,
+        subject: &Subject,
+        spec: VersionSpec,
+        permanent: bool,
+    ) -> Result<i64, RegistryError> {
         let all = self.store.versions(subject, true).await?;
         let candidates: Vec<VersionRow> = all.iter().filter(|v| permanent || !v.deleted).cloned().collect();
         if candidates.is_empty() {
@@ -214,12 +230,8 @@ impl Registry {
         };
         let version = target.version;
         match (permanent, target.deleted) {
-            (false, true) => {
-                Err(RegistryError::VersionSoftDeleted { subject: subject.to_string(), version })
-            }
-            (true, false) => {
-                Err(RegistryError::VersionNotSoftDeleted { subject: subject.to_string(), version })
-            }
+            (false, true) => Err(RegistryError::VersionSoftDeleted { subject: subject.to_string(), version }),
+            (true, false) => Err(RegistryError::VersionNotSoftDeleted { subject: subject.to_string(), version }),
             (false, false) => {
                 self.store.soft_delete(subject, Some(version)).await?;
                 tracing::info!(subject = %subject, version, "version soft-deleted");
@@ -234,7 +246,12 @@ impl Registry {
     }
 
     /// Tests `schema` against one version or against what a registration would check.
-    pub async fn test(&self, subject: &Subject, schema: &ParsedSchema, against: Against) -> Result<Vec<Incompatibility>, RegistryError> {
+    pub async fn test(
+        &self,
+        subject: &Subject,
+        schema: &ParsedSchema,
+        against: Against,
+    ) -> Result<Vec<Incompatibility>, RegistryError> {
         let level = self.effective_level(subject).await?;
         let live = self.store.versions(subject, false).await?;
         match against {
@@ -252,7 +269,11 @@ impl Registry {
     }
 
     /// The subject's own level; with `default_to_global`, the global level when it has none.
-    pub async fn subject_level(&self, subject: &Subject, default_to_global: bool) -> Result<CompatibilityLevel, RegistryError> {
+    pub async fn subject_level(
+        &self,
+        subject: &Subject,
+        default_to_global: bool,
+    ) -> Result<CompatibilityLevel, RegistryError> {
         match self.store.level(Scope::Subject(subject)).await? {
             Some(level) => Ok(level),
             None if default_to_global => self.global_level().await,
@@ -311,7 +332,11 @@ fn pick<'a>(subject: &Subject, versions: &'a [VersionRow], spec: VersionSpec) ->
 }
 
 /// Runs the domain check against stored versions (parsing only the ones the level needs).
-fn check_against(level: CompatibilityLevel, schema: &ParsedSchema, history: &[VersionRow]) -> Result<Vec<Incompatibility>, RegistryError> {
+fn check_against(
+    level: CompatibilityLevel,
+    schema: &ParsedSchema,
+    history: &[VersionRow],
+) -> Result<Vec<Incompatibility>, RegistryError> {
     let needed = if level.is_transitive() { history } else { &history[history.len().saturating_sub(1)..] };
     let mut parsed = Vec::with_capacity(needed.len());
     for row in needed {

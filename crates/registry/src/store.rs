@@ -67,7 +67,8 @@ pub struct VersionRow {
 
 type VersionTuple = (String, i64, Option<i64>, i64, String, String, String);
 
-const VERSION_SELECT: &str = "SELECT v.subject, v.version, v.deleted_at_ms, s.id, s.guid, s.schema_type, s.schema_text \
+const VERSION_SELECT: &str =
+    "SELECT v.subject, v.version, v.deleted_at_ms, s.id, s.guid, s.schema_type, s.schema_text \
      FROM registry_versions v JOIN registry_schemas s ON s.id = v.schema_id";
 
 fn version_row((subject, version, deleted_at, id, guid, schema_type, text): VersionTuple) -> VersionRow {
@@ -132,19 +133,15 @@ impl Store {
             "{VERSION_SELECT} WHERE v.subject = $1 {} ORDER BY v.version",
             if include_deleted { "" } else { "AND v.deleted_at_ms IS NULL" }
         );
-        let rows: Vec<VersionTuple> =
-            sqlx::query_as(&sql).bind(subject.as_str()).fetch_all(self.db.pool()).await?;
+        let rows: Vec<VersionTuple> = sqlx::query_as(&sql).bind(subject.as_str()).fetch_all(self.db.pool()).await?;
         Ok(rows.into_iter().map(version_row).collect())
     }
 
     /// One version of `subject`, deleted or not.
     pub async fn version(&self, subject: &Subject, version: i64) -> Result<Option<VersionRow>, StoreError> {
         let sql = format!("{VERSION_SELECT} WHERE v.subject = $1 AND v.version = $2");
-        let row: Option<VersionTuple> = sqlx::query_as(&sql)
-            .bind(subject.as_str())
-            .bind(version)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row: Option<VersionTuple> =
+            sqlx::query_as(&sql).bind(subject.as_str()).bind(version).fetch_optional(self.db.pool()).await?;
         Ok(row.map(version_row))
     }
 
@@ -188,11 +185,10 @@ impl Store {
 
     /// Every subject that has versions, sorted by name (bytewise, the same on both backends).
     pub async fn subjects(&self) -> Result<Vec<SubjectRow>, StoreError> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT subject, COUNT(*), COUNT(deleted_at_ms) FROM registry_versions GROUP BY subject",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT subject, COUNT(*), COUNT(deleted_at_ms) FROM registry_versions GROUP BY subject")
+                .fetch_all(self.db.pool())
+                .await?;
         let mut subjects: Vec<SubjectRow> =
             rows.into_iter().map(|(subject, all, deleted)| SubjectRow { subject, live: all > deleted }).collect();
         subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
@@ -201,7 +197,12 @@ impl Store {
 
     /// Stores `schema` (or finds it, by fingerprint) and adds it to `subject` as `version`, in
     /// one transaction. Returns the stored schema; [`StoreError::Conflict`] if `version` was taken.
-    pub async fn insert_version(&self, subject: &Subject, version: i64, schema: &ParsedSchema) -> Result<SchemaRow, StoreError> {
+    pub async fn insert_version(
+        &self,
+        subject: &Subject,
+        version: i64,
+        schema: &ParsedSchema,
+    ) -> Result<SchemaRow, StoreError> {
         let now = now_millis();
         let fingerprint = schema.fingerprint();
         let mut tx = self.begin().await?;

@@ -5,8 +5,7 @@ use sqlx::{ConnectOptions, Connection, Executor};
 
 /// The server the tests use: `$TESTKIT_PG_URL`, else the machine's at 127.0.0.1:5432.
 pub fn admin_url() -> String {
-    std::env::var("TESTKIT_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TESTKIT_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A database of its own on the test server, dropped when this value is dropped.
@@ -25,9 +24,8 @@ impl PgDatabase {
         conn.execute(format!("CREATE DATABASE {name}").as_str())
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        let options = PgConnectOptions::from_str(&admin)
-            .unwrap_or_else(|e| panic!("bad admin url: {e}"))
-            .database(&name);
+        let options =
+            PgConnectOptions::from_str(&admin).unwrap_or_else(|e| panic!("bad admin url: {e}")).database(&name);
         let url = options.to_url_lossy().to_string();
         Self { name, url }
     }
@@ -49,9 +47,7 @@ impl Drop for PgDatabase {
             };
             rt.block_on(async move {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = conn
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await;
+                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
                 }
             });
             let _ = done.send(());

@@ -134,8 +134,10 @@ async fn run() {
     let raw: FutureProducer = raw_config.create().unwrap();
     // The same records ingest writes: ingest starts a trace per request and puts its
     // `traceparent` in the headers, so the raw producer's events carry one too.
-    let origin = || Origin { source: "/bench".into(), traceparent: Some(TraceParent::new_root()), correlation_id: None };
-    let prepared: Vec<PreparedEvent> = (0..events).map(|i| prepare(&contracts, &order(i), &origin()).unwrap()).collect();
+    let origin =
+        || Origin { source: "/bench".into(), traceparent: Some(TraceParent::new_root()), correlation_id: None };
+    let prepared: Vec<PreparedEvent> =
+        (0..events).map(|i| prepare(&contracts, &order(i), &origin()).unwrap()).collect();
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
 
     println!("warming up …");

@@ -92,7 +92,6 @@ impl IngestMetrics {
         Ok(Self { requests, events, validation_failures, publish_duration })
     }
 
-
     pub fn event_finished(&self, outcome: Outcome) {
         self.events.with_label_values(&[outcome.label()]).inc();
     }

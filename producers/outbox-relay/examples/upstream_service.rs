@@ -27,7 +27,12 @@ pub struct Line<'a> {
 }
 
 /// Places an order and records `OrderPlaced`, atomically. Returns the event id.
-pub async fn place_order(pool: &PgPool, order_id: &str, customer_id: &str, lines: &[Line<'_>]) -> anyhow::Result<String> {
+pub async fn place_order(
+    pool: &PgPool,
+    order_id: &str,
+    customer_id: &str,
+    lines: &[Line<'_>],
+) -> anyhow::Result<String> {
     let total_minor: i64 = lines.iter().map(|l| i64::from(l.quantity) * l.unit_price_minor).sum();
     let mut tx = pool.begin().await?;
     let placed_at_ms: i64 = sqlx::query_scalar(
@@ -98,7 +103,8 @@ async fn main() -> anyhow::Result<()> {
     let pool = PgPool::connect(&url).await?;
     sqlx::query(SHOP_ORDERS_DDL).execute(&pool).await?;
     let order_id = format!("o-{}", std::process::id());
-    let placed = place_order(&pool, &order_id, "c-1", &[Line { sku: "BOOK-1", quantity: 2, unit_price_minor: 1250 }]).await?;
+    let placed =
+        place_order(&pool, &order_id, "c-1", &[Line { sku: "BOOK-1", quantity: 2, unit_price_minor: 1250 }]).await?;
     let shipped = ship_order(&pool, &order_id, "DHL").await?;
     println!("order {order_id}: OrderPlaced {placed}, OrderShipped {shipped} are in the outbox");
     Ok(())

@@ -70,7 +70,8 @@ impl OutboxRelay {
     pub async fn run(self, token: CancellationToken) -> anyhow::Result<()> {
         let wake_up = Arc::new(Notify::new());
         let listening = token.child_token();
-        let listener = wake::listen(self.store.pool().clone(), self.config.channel.clone(), wake_up.clone(), listening.clone());
+        let listener =
+            wake::listen(self.store.pool().clone(), self.config.channel.clone(), wake_up.clone(), listening.clone());
         let relaying = async {
             self.relay.run(&wake_up, &token).await;
             listening.cancel();

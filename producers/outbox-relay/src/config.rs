@@ -189,7 +189,8 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("EVENTLINE_OUTBOX_RELAY__DATABASE_URL", "postgres://127.0.0.1/shop");
             jail.set_env("EVENTLINE_OUTBOX_RELAY__POLL_INTERVAL", "30s");
-            let settings: OutboxRelaySettings = ConfigSource::load(None).unwrap().section(Section::OutboxRelay).unwrap();
+            let settings: OutboxRelaySettings =
+                ConfigSource::load(None).unwrap().section(Section::OutboxRelay).unwrap();
             assert!(settings.is_enabled());
             assert_eq!(settings.poll_interval, Duration::from_secs(30));
             Ok(())

@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn other_names_go_everywhere_and_no_placeholder_is_left() {
-        let ddl = outbox_ddl(&TableName::parse("app.shop_outbox").unwrap(), &ChannelName::parse("shop_events").unwrap());
+        let ddl =
+            outbox_ddl(&TableName::parse("app.shop_outbox").unwrap(), &ChannelName::parse("shop_events").unwrap());
         assert!(ddl.contains("CREATE TABLE IF NOT EXISTS app.shop_outbox ("));
         assert!(ddl.contains("CREATE INDEX IF NOT EXISTS shop_outbox_pending\n    ON app.shop_outbox (id)"));
         assert!(ddl.contains("EXECUTE FUNCTION app.shop_outbox_notify('shop_events');"));

@@ -49,7 +49,10 @@ pub struct RelayMetrics {
 impl RelayMetrics {
     pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
         Ok(Self {
-            published: register(registry, IntCounter::new(PUBLISHED_TOTAL, "Outbox rows published to Kafka and marked")?)?,
+            published: register(
+                registry,
+                IntCounter::new(PUBLISHED_TOTAL, "Outbox rows published to Kafka and marked")?,
+            )?,
             rejected: register(
                 registry,
                 IntCounterVec::new(Opts::new(REJECTED_TOTAL, "Outbox rows rejected, by reason"), &["reason"])?,

@@ -141,7 +141,8 @@ impl Relay {
             let end = plan::next_claim(&aggregates, from, wanted - claimed_rows);
             let names: Vec<String> = aggregates[from..end].iter().map(|(name, _)| name.clone()).collect();
             let got: HashSet<String> = tx.claim(&names).await?.into_iter().collect();
-            claimed_rows += aggregates[from..end].iter().filter(|(name, _)| got.contains(name)).map(|(_, n)| n).sum::<usize>();
+            claimed_rows +=
+                aggregates[from..end].iter().filter(|(name, _)| got.contains(name)).map(|(_, n)| n).sum::<usize>();
             claimed.extend(got);
             from = end;
         }

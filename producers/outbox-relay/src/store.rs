@@ -114,7 +114,12 @@ pub struct Store {
 
 impl Store {
     /// Connects, creates the table when asked, and checks that it has the relay's columns.
-    pub async fn open(url: &Secret, table: &TableName, channel: &ChannelName, create: bool) -> Result<Self, StoreError> {
+    pub async fn open(
+        url: &Secret,
+        table: &TableName,
+        channel: &ChannelName,
+        create: bool,
+    ) -> Result<Self, StoreError> {
         let connect = |source| StoreError::Connect { url: redact_url(url.expose()), source };
         let options = PgConnectOptions::from_str(url.expose()).map_err(connect)?.application_name(APPLICATION_NAME);
         let pool = PgPoolOptions::new()
@@ -126,10 +131,8 @@ impl Store {
         if create {
             create_table(&pool, table, channel).await?;
         }
-        let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::bigint")
-            .bind(table.to_string())
-            .fetch_one(&pool)
-            .await?;
+        let oid: Option<i64> =
+            sqlx::query_scalar("SELECT to_regclass($1)::oid::bigint").bind(table.to_string()).fetch_one(&pool).await?;
         let lock_seed = oid.ok_or_else(|| StoreError::MissingTable { table: table.to_string() })?;
         let sql = Statements::new(table);
         sqlx::query(&sql.columns)

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use eventline_common::events::{
-    CancellationReason, CustomerEmailChanged, CustomerRegistered, OrderCancelled, OrderPlaced,
-    OrderShipped, PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded,
+    CancellationReason, CustomerEmailChanged, CustomerRegistered, OrderCancelled, OrderPlaced, OrderShipped,
+    PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded,
 };
 use uuid::Uuid;
 
@@ -58,9 +58,7 @@ impl Fact {
             Fact::OrderPlaced(e) => Some(&e.customer_id),
             Fact::CustomerRegistered(e) => Some(&e.customer_id),
             Fact::CustomerEmailChanged(e) => Some(&e.customer_id),
-            Fact::PaymentCaptured(_) | Fact::PaymentRefunded(_) => {
-                order.and_then(|o| o.customer_id.as_deref())
-            }
+            Fact::PaymentCaptured(_) | Fact::PaymentRefunded(_) => order.and_then(|o| o.customer_id.as_deref()),
             _ => None,
         }
     }
@@ -75,10 +73,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn new(event_id: Uuid, time: DateTime<Utc>, fact: Fact) -> Self {
-        Self {
-            stamp: Stamp::new(event_id, time),
-            fact,
-        }
+        Self { stamp: Stamp::new(event_id, time), fact }
     }
 
     pub fn event_id(&self) -> Uuid {
@@ -116,12 +111,7 @@ fn customer<'a>(slice: &'a mut Option<Customer>, id: &str, stamp: Stamp) -> &'a 
     customer
 }
 
-fn payment<'a>(
-    slice: &'a mut Option<Payment>,
-    id: &str,
-    order_id: &str,
-    stamp: Stamp,
-) -> &'a mut Payment {
+fn payment<'a>(slice: &'a mut Option<Payment>, id: &str, order_id: &str, stamp: Stamp) -> &'a mut Payment {
     let payment = slice.get_or_insert_with(|| Payment::new(id, order_id, stamp));
     payment.last_event.merge(stamp);
     payment
@@ -205,19 +195,12 @@ pub fn apply(slice: &mut Slice, event: &Recorded) {
 /// not move: payments may arrive before the order names its customer, and the customer's
 /// `last_event` must not depend on that interleaving.
 fn add_lifetime_value(slice: &mut Slice, amount_minor: i64) {
-    let placed_by = slice
-        .order
-        .as_ref()
-        .filter(|o| o.placed_at.is_some())
-        .and_then(|o| o.customer_id.clone());
+    let placed_by = slice.order.as_ref().filter(|o| o.placed_at.is_some()).and_then(|o| o.customer_id.clone());
     if let Some(customer_id) = placed_by {
         let stamp = slice.order.as_ref().map(|o| o.last_event);
         let row = slice.customer.get_or_insert_with(|| {
             // The order's OrderPlaced created the customer; this is only reached if a store lost it.
-            Customer::stub(
-                &customer_id,
-                stamp.unwrap_or_else(|| Stamp::new(Uuid::nil(), DateTime::UNIX_EPOCH)),
-            )
+            Customer::stub(&customer_id, stamp.unwrap_or_else(|| Stamp::new(Uuid::nil(), DateTime::UNIX_EPOCH)))
         });
         row.lifetime_value_minor += amount_minor;
     }
@@ -243,14 +226,8 @@ impl ReadModel {
         let order = fact.order_id().and_then(|id| self.orders.get(id)).cloned();
         let customer_id = fact.customer_id(order.as_ref()).map(str::to_owned);
         let mut slice = Slice {
-            customer: customer_id
-                .as_deref()
-                .and_then(|id| self.customers.get(id))
-                .cloned(),
-            payment: fact
-                .payment_id()
-                .and_then(|id| self.payments.get(id))
-                .cloned(),
+            customer: customer_id.as_deref().and_then(|id| self.customers.get(id)).cloned(),
+            payment: fact.payment_id().and_then(|id| self.payments.get(id)).cloned(),
             order,
         };
         apply(&mut slice, event);
@@ -258,8 +235,7 @@ impl ReadModel {
             self.orders.insert(order.order_id.clone(), order);
         }
         if let Some(customer) = slice.customer {
-            self.customers
-                .insert(customer.customer_id.clone(), customer);
+            self.customers.insert(customer.customer_id.clone(), customer);
         }
         if let Some(payment) = slice.payment {
             self.payments.insert(payment.payment_id.clone(), payment);

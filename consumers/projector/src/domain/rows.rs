@@ -40,13 +40,8 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 5] = [
-        OrderStatus::Pending,
-        OrderStatus::Placed,
-        OrderStatus::Paid,
-        OrderStatus::Shipped,
-        OrderStatus::Cancelled,
-    ];
+    pub const ALL: [OrderStatus; 5] =
+        [OrderStatus::Pending, OrderStatus::Placed, OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -20,10 +20,7 @@ pub struct ActiveStore {
 
 impl ActiveStore {
     pub fn new(generations: Generations) -> Self {
-        Self {
-            generations,
-            stores: Arc::default(),
-        }
+        Self { generations, stores: Arc::default() }
     }
 
     pub fn generations(&self) -> &Generations {
@@ -42,9 +39,7 @@ impl ActiveStore {
         let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
         stores
             .entry(generation)
-            .or_insert_with(|| {
-                Store::for_generation(self.generations.database().clone(), generation)
-            })
+            .or_insert_with(|| Store::for_generation(self.generations.database().clone(), generation))
             .clone()
     }
 }

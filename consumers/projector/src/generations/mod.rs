@@ -120,14 +120,8 @@ pub enum TransitionError {
          {heartbeat_age_ms} ms ago): wait for that rebuild to finish or interrupt it; a build \
          whose builder was killed is cleaned up once its heartbeat is {stale_after_ms} ms old"
     )]
-    AlreadyBuilding {
-        generation: i64,
-        heartbeat_age_ms: i64,
-        stale_after_ms: i64,
-    },
-    #[error(
-        "no generation of the projector's read model is active (projector_generations is damaged)"
-    )]
+    AlreadyBuilding { generation: i64, heartbeat_age_ms: i64, stale_after_ms: i64 },
+    #[error("no generation of the projector's read model is active (projector_generations is damaged)")]
     NoActive,
     #[error(
         "there is no previous generation to roll back to: a rollback needs a completed rebuild \
@@ -159,10 +153,7 @@ impl Transition {
     pub fn apply_to(&self, generations: &[Generation]) -> Vec<Generation> {
         let mut after = generations.to_vec();
         for change in &self.changes {
-            if let Some(row) = after
-                .iter_mut()
-                .find(|g| g.generation == change.generation && g.state == change.from)
-            {
+            if let Some(row) = after.iter_mut().find(|g| g.generation == change.generation && g.state == change.from) {
                 row.state = change.to;
             }
         }
@@ -171,24 +162,16 @@ impl Transition {
 
     /// The generation this transition makes active, if any.
     pub fn activates(&self) -> Option<i64> {
-        self.changes
-            .iter()
-            .find(|c| c.to == GenerationState::Active)
-            .map(|c| c.generation)
+        self.changes.iter().find(|c| c.to == GenerationState::Active).map(|c| c.generation)
     }
 }
 
-fn in_state(
-    generations: &[Generation],
-    state: GenerationState,
-) -> impl Iterator<Item = &Generation> {
+fn in_state(generations: &[Generation], state: GenerationState) -> impl Iterator<Item = &Generation> {
     generations.iter().filter(move |g| g.state == state)
 }
 
 fn active(generations: &[Generation]) -> Result<&Generation, TransitionError> {
-    in_state(generations, GenerationState::Active)
-        .next()
-        .ok_or(TransitionError::NoActive)
+    in_state(generations, GenerationState::Active).next().ok_or(TransitionError::NoActive)
 }
 
 /// Starting a build: the new generation's number, the one that keeps serving, and builds whose
@@ -203,11 +186,7 @@ pub struct BuildPlan {
 /// Plans a new build at `now_ms`. A build whose heartbeat is younger than `stale_after_ms` is
 /// still running, and a second one is refused; an older one is retired with its tables.
 /// Numbers are never reused (retired rows stay), so neither are groups or table names.
-pub fn plan_build(
-    generations: &[Generation],
-    now_ms: i64,
-    stale_after_ms: i64,
-) -> Result<BuildPlan, TransitionError> {
+pub fn plan_build(generations: &[Generation], now_ms: i64, stale_after_ms: i64) -> Result<BuildPlan, TransitionError> {
     let serving = active(generations)?.generation;
     let mut stale = Transition::default();
     for building in in_state(generations, GenerationState::Building) {
@@ -227,16 +206,8 @@ pub fn plan_build(
         });
         stale.drop_tables_of.push(building.generation);
     }
-    let last = generations
-        .iter()
-        .map(|g| g.generation)
-        .max()
-        .unwrap_or(FIRST);
-    Ok(BuildPlan {
-        generation: last + 1,
-        serving,
-        stale,
-    })
+    let last = generations.iter().map(|g| g.generation).max().unwrap_or(FIRST);
+    Ok(BuildPlan { generation: last + 1, serving, stale })
 }
 
 /// The swap at the end of a build: `building` becomes active, the active one previous, and a
@@ -285,16 +256,8 @@ pub fn plan_rollback(generations: &[Generation]) -> Result<Transition, Transitio
         .ok_or(TransitionError::NoPrevious)?;
     Ok(Transition {
         changes: vec![
-            Change {
-                generation: serving,
-                from: GenerationState::Active,
-                to: GenerationState::Previous,
-            },
-            Change {
-                generation: previous,
-                from: GenerationState::Previous,
-                to: GenerationState::Active,
-            },
+            Change { generation: serving, from: GenerationState::Active, to: GenerationState::Previous },
+            Change { generation: previous, from: GenerationState::Previous, to: GenerationState::Active },
         ],
         drop_tables_of: Vec::new(),
     })
@@ -302,10 +265,7 @@ pub fn plan_rollback(generations: &[Generation]) -> Result<Transition, Transitio
 
 /// Giving up a build (interrupted or failed): it is retired and its tables dropped; the active
 /// generation is not touched.
-pub fn plan_abandon(
-    generations: &[Generation],
-    building: i64,
-) -> Result<Transition, TransitionError> {
+pub fn plan_abandon(generations: &[Generation], building: i64) -> Result<Transition, TransitionError> {
     match generations.iter().find(|g| g.generation == building) {
         Some(row) if row.state == GenerationState::Building => Ok(Transition {
             changes: vec![Change {
@@ -347,12 +307,7 @@ pub fn behind(
             let next = candidate.iter().find(|(k, _)| k == key).map(|(_, n)| *n);
             match next {
                 Some(next) if next >= *reference => None,
-                _ => Some(Behind {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    next_offset: next,
-                    reference: *reference,
-                }),
+                _ => Some(Behind { topic: key.0.clone(), partition: key.1, next_offset: next, reference: *reference }),
             }
         })
         .collect()

@@ -11,13 +11,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use super::{
-    behind, group_of, plan_abandon, plan_build, plan_rollback, plan_swap, table_prefix, Behind,
-    Generation, GenerationState, Transition, TransitionError,
+    behind, group_of, plan_abandon, plan_build, plan_rollback, plan_swap, table_prefix, Behind, Generation,
+    GenerationState, Transition, TransitionError,
 };
 use crate::store::tables::{Tables, LOCK};
 
-const COLUMNS: &str =
-    "generation, group_id, table_prefix, state, created_at_ms, activated_at_ms, heartbeat_at_ms";
+const COLUMNS: &str = "generation, group_id, table_prefix, state, created_at_ms, activated_at_ms, heartbeat_at_ms";
 const INSERT_BUILDING: &str = "INSERT INTO projector_generations \
      (generation, group_id, table_prefix, state, created_at_ms, activated_at_ms, heartbeat_at_ms) \
      VALUES ($1, $2, $3, 'building', $4, NULL, $5)";
@@ -27,8 +26,7 @@ const ACTIVATE: &str = "UPDATE projector_generations SET state = 'active', activ
      heartbeat_at_ms = NULL WHERE generation = $2 AND state = $3";
 const HEARTBEAT: &str = "UPDATE projector_generations SET heartbeat_at_ms = $1 \
      WHERE generation = $2 AND state = 'building'";
-const GROUP_OFFSETS: &str =
-    "SELECT topic, \"partition\", next_offset FROM eventline_consumer_offsets \
+const GROUP_OFFSETS: &str = "SELECT topic, \"partition\", next_offset FROM eventline_consumer_offsets \
      WHERE group_id = $1";
 
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +41,9 @@ pub enum GenerationError {
         "generation {generation} has not caught up with the active generation yet \
          ({} partitions behind)", behind.len()
     )]
-    NotCaughtUp {
-        generation: i64,
-        behind: Vec<Behind>,
-    },
+    NotCaughtUp { generation: i64, behind: Vec<Behind> },
     #[error("generation {generation} changed under this command (it is no longer {expected}); nothing was changed")]
-    Conflict {
-        generation: i64,
-        expected: GenerationState,
-    },
+    Conflict { generation: i64, expected: GenerationState },
 }
 
 /// A build that has started: its generation (building, tables created), the one serving, and
@@ -74,10 +66,7 @@ impl Generations {
     /// `configured_group` is the projector's configured consumer group: generation 1's group,
     /// and the base of the later ones'.
     pub fn new(db: Database, configured_group: impl Into<String>) -> Self {
-        Self {
-            db,
-            configured_group: configured_group.into(),
-        }
+        Self { db, configured_group: configured_group.into() }
     }
 
     pub fn database(&self) -> &Database {
@@ -107,11 +96,7 @@ impl Generations {
     /// Starts a build at `now_ms`: refuses while another one is alive (a heartbeat younger than
     /// `stale_after_ms`), retires dead ones with their tables, then records the new generation
     /// as building and creates its tables, all in one transaction.
-    pub async fn begin_build(
-        &self,
-        now_ms: i64,
-        stale_after_ms: i64,
-    ) -> Result<Started, GenerationError> {
+    pub async fn begin_build(&self, now_ms: i64, stale_after_ms: i64) -> Result<Started, GenerationError> {
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(LOCK).execute(&mut *tx).await?;
         let generations = self.list_on(&mut tx).await?;
@@ -132,11 +117,8 @@ impl Generations {
             sqlx::query(&statement).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        let serving = generations
-            .iter()
-            .find(|g| g.generation == plan.serving)
-            .cloned()
-            .ok_or(TransitionError::NoActive)?;
+        let serving =
+            generations.iter().find(|g| g.generation == plan.serving).cloned().ok_or(TransitionError::NoActive)?;
         Ok(Started {
             building: Generation {
                 generation: number,
@@ -155,11 +137,7 @@ impl Generations {
     /// A building generation's builder is alive at `now_ms`; `false` when the generation is no
     /// longer building (another command cleaned it up).
     pub async fn heartbeat(&self, generation: i64, now_ms: i64) -> Result<bool, GenerationError> {
-        let updated = sqlx::query(HEARTBEAT)
-            .bind(now_ms)
-            .bind(generation)
-            .execute(self.db.pool())
-            .await?;
+        let updated = sqlx::query(HEARTBEAT).bind(now_ms).bind(generation).execute(self.db.pool()).await?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -168,26 +146,14 @@ impl Generations {
     /// ([`GenerationError::NotCaughtUp`] otherwise, and nothing changes), so the query API never
     /// goes back in time at the swap. The active one becomes previous; an older previous one is
     /// retired and its tables dropped. Returns the transition made.
-    pub async fn swap(
-        &self,
-        building: i64,
-        topics: &[String],
-        now_ms: i64,
-    ) -> Result<Transition, GenerationError> {
+    pub async fn swap(&self, building: i64, topics: &[String], now_ms: i64) -> Result<Transition, GenerationError> {
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(LOCK).execute(&mut *tx).await?;
         let generations = self.list_on(&mut tx).await?;
         let transition = plan_swap(&generations, building)?;
-        let group = |number: i64| {
-            generations
-                .iter()
-                .find(|g| g.generation == number)
-                .map(|g| g.group_id.clone())
-        };
-        let serving = generations
-            .iter()
-            .find(|g| g.state == GenerationState::Active)
-            .ok_or(TransitionError::NoActive)?;
+        let group = |number: i64| generations.iter().find(|g| g.generation == number).map(|g| g.group_id.clone());
+        let serving =
+            generations.iter().find(|g| g.state == GenerationState::Active).ok_or(TransitionError::NoActive)?;
         let reference = group_offsets(&mut tx, &serving.group_id).await?;
         let candidate = match group(building) {
             Some(group) => group_offsets(&mut tx, &group).await?,
@@ -196,10 +162,7 @@ impl Generations {
         let behind = behind(topics, &reference, &candidate);
         if !behind.is_empty() {
             tx.rollback().await?;
-            return Err(GenerationError::NotCaughtUp {
-                generation: building,
-                behind,
-            });
+            return Err(GenerationError::NotCaughtUp { generation: building, behind });
         }
         run_transition(&mut tx, &transition, now_ms).await?;
         tx.commit().await?;
@@ -236,20 +199,13 @@ impl Generations {
 
     fn read_row(&self, row: &AnyRow) -> Result<Generation, GenerationError> {
         let generation: i64 = row.try_get("generation")?;
-        let corrupt = |problem: String| GenerationError::Corrupt {
-            generation,
-            problem,
-        };
+        let corrupt = |problem: String| GenerationError::Corrupt { generation, problem };
         let state: String = row.try_get("state")?;
-        let state = GenerationState::parse(&state)
-            .ok_or_else(|| corrupt(format!("unknown state `{state}`")))?;
+        let state = GenerationState::parse(&state).ok_or_else(|| corrupt(format!("unknown state `{state}`")))?;
         let prefix: String = row.try_get("table_prefix")?;
         // Table names in SQL come from the generation number, never from stored text.
         if prefix != table_prefix(generation) {
-            return Err(corrupt(format!(
-                "table_prefix `{prefix}` should be `{}`",
-                table_prefix(generation)
-            )));
+            return Err(corrupt(format!("table_prefix `{prefix}` should be `{}`", table_prefix(generation))));
         }
         let group: Option<String> = row.try_get("group_id")?;
         Ok(Generation {
@@ -271,11 +227,7 @@ pub fn now_ms() -> i64 {
 
 /// Makes `transition`'s changes in order and drops the tables it gives up, on `conn` (inside
 /// the caller's transaction, after the lock).
-async fn run_transition(
-    conn: &mut AnyConnection,
-    transition: &Transition,
-    now_ms: i64,
-) -> Result<(), GenerationError> {
+async fn run_transition(conn: &mut AnyConnection, transition: &Transition, now_ms: i64) -> Result<(), GenerationError> {
     for change in &transition.changes {
         let updated = if change.to == GenerationState::Active {
             sqlx::query(ACTIVATE)
@@ -293,10 +245,7 @@ async fn run_transition(
                 .await?
         };
         if updated.rows_affected() != 1 {
-            return Err(GenerationError::Conflict {
-                generation: change.generation,
-                expected: change.from,
-            });
+            return Err(GenerationError::Conflict { generation: change.generation, expected: change.from });
         }
     }
     for generation in &transition.drop_tables_of {
@@ -308,14 +257,8 @@ async fn run_transition(
 }
 
 /// The stored next offsets of `group`, by partition.
-async fn group_offsets(
-    conn: &mut AnyConnection,
-    group: &str,
-) -> Result<Vec<(TopicPartition, i64)>, GenerationError> {
-    let rows = sqlx::query(GROUP_OFFSETS)
-        .bind(group)
-        .fetch_all(&mut *conn)
-        .await?;
+async fn group_offsets(conn: &mut AnyConnection, group: &str) -> Result<Vec<(TopicPartition, i64)>, GenerationError> {
+    let rows = sqlx::query(GROUP_OFFSETS).bind(group).fetch_all(&mut *conn).await?;
     let mut offsets = BTreeMap::new();
     for row in rows {
         let partition: i64 = row.try_get(1)?;

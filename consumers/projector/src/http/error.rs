@@ -18,18 +18,12 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 pub enum ApiError {
     /// A query parameter or header does not parse.
     #[error("`{parameter}` is not valid: {detail}")]
-    BadRequest {
-        parameter: &'static str,
-        detail: String,
-    },
+    BadRequest { parameter: &'static str, detail: String },
     #[error("no {what} {id}")]
     NotFound { what: &'static str, id: String },
     /// Read-your-writes: the read model did not reach the position within the wait timeout.
     #[error("the read model has not applied {}:{}:{} yet", position.topic, position.partition, position.offset)]
-    NotCaughtUp {
-        position: Position,
-        waited: Duration,
-    },
+    NotCaughtUp { position: Position, waited: Duration },
     #[error("the read model cannot be read")]
     Store(#[from] StoreError),
     #[error("the active generation of the read model cannot be found")]
@@ -82,16 +76,9 @@ impl IntoResponse for ApiError {
                 body["position"] = json!(position);
             }
         }
-        let mut response = (
-            status,
-            [(CONTENT_TYPE, PROBLEM_CONTENT_TYPE)],
-            body.to_string(),
-        )
-            .into_response();
+        let mut response = (status, [(CONTENT_TYPE, PROBLEM_CONTENT_TYPE)], body.to_string()).into_response();
         if matches!(self, ApiError::NotCaughtUp { .. }) {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response.headers_mut().insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         response
     }

@@ -70,25 +70,15 @@ struct ListParams {
 fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params
         .map(|Query(params)| params)
-        .map_err(|rejection| ApiError::BadRequest {
-            parameter: "query",
-            detail: rejection.body_text(),
-        })
+        .map_err(|rejection| ApiError::BadRequest { parameter: "query", detail: rejection.body_text() })
 }
 
 /// The active generation's store, once the request's position (if any) is applied there.
-async fn resolve(
-    state: &ApiState,
-    after: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<Store, ApiError> {
+async fn resolve(state: &ApiState, after: Option<&str>, headers: &HeaderMap) -> Result<Store, ApiError> {
     let position = position::requested(after, headers)?;
     let (generation, store) = state.read_models.current().await?;
     if let Some(position) = position {
-        state
-            .waiter
-            .wait_for(&generation.group_id, &position)
-            .await?;
+        state.waiter.wait_for(&generation.group_id, &position).await?;
     }
     Ok(store)
 }
@@ -101,15 +91,8 @@ async fn get_order(
 ) -> Result<Json<OrderView>, ApiError> {
     let params = query(params)?;
     let store = resolve(&state, params.after.as_deref(), &headers).await?;
-    let not_found = || ApiError::NotFound {
-        what: "order",
-        id: order_id.clone(),
-    };
-    let order = store
-        .order(&order_id)
-        .await?
-        .filter(|o| o.placed_at.is_some())
-        .ok_or_else(not_found)?;
+    let not_found = || ApiError::NotFound { what: "order", id: order_id.clone() };
+    let order = store.order(&order_id).await?.filter(|o| o.placed_at.is_some()).ok_or_else(not_found)?;
     let payments = store.payments_of_order(&order_id).await?;
     Ok(Json(OrderView::new(order, payments)))
 }
@@ -126,10 +109,7 @@ async fn get_customer(
         .customer(&customer_id)
         .await?
         .filter(|c| c.registered_at.is_some())
-        .ok_or(ApiError::NotFound {
-            what: "customer",
-            id: customer_id,
-        })?;
+        .ok_or(ApiError::NotFound { what: "customer", id: customer_id })?;
     Ok(Json(CustomerView::from(customer)))
 }
 
@@ -152,14 +132,12 @@ async fn list_customer_orders(
         .transpose()?;
     let limit = match params.limit.as_deref() {
         None => state.default_page_size,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=state.max_page_size).contains(n))
-            .ok_or_else(|| ApiError::BadRequest {
+        Some(text) => text.parse::<u32>().ok().filter(|n| (1..=state.max_page_size).contains(n)).ok_or_else(|| {
+            ApiError::BadRequest {
                 parameter: "limit",
                 detail: format!("expected an integer from 1 to {}", state.max_page_size),
-            })?,
+            }
+        })?,
     };
     let cursor = params
         .cursor
@@ -173,26 +151,11 @@ async fn list_customer_orders(
         .transpose()?;
     let store = resolve(&state, params.after.as_deref(), &headers).await?;
     if store.customer(&customer_id).await?.is_none() {
-        return Err(ApiError::NotFound {
-            what: "customer",
-            id: customer_id,
-        });
+        return Err(ApiError::NotFound { what: "customer", id: customer_id });
     }
-    let mut orders = store
-        .customer_orders(&customer_id, status, limit + 1, cursor.as_ref())
-        .await?;
+    let mut orders = store.customer_orders(&customer_id, status, limit + 1, cursor.as_ref()).await?;
     let more = orders.len() > limit as usize;
     orders.truncate(limit as usize);
-    let next_cursor = if more {
-        orders.last().and_then(Cursor::after).map(|c| c.to_string())
-    } else {
-        None
-    };
-    Ok(Json(OrderPage {
-        orders: orders
-            .into_iter()
-            .map(|o| OrderView::new(o, Vec::new()))
-            .collect(),
-        next_cursor,
-    }))
+    let next_cursor = if more { orders.last().and_then(Cursor::after).map(|c| c.to_string()) } else { None };
+    Ok(Json(OrderPage { orders: orders.into_iter().map(|o| OrderView::new(o, Vec::new())).collect(), next_cursor }))
 }

@@ -24,34 +24,23 @@ pub fn parse(text: &str) -> Option<Position> {
     let offset = parts.next()?.parse().ok()?;
     let partition = parts.next()?.parse().ok()?;
     let topic = parts.next().filter(|t| !t.is_empty())?.to_owned();
-    Some(Position {
-        topic,
-        partition,
-        offset,
-    })
+    Some(Position { topic, partition, offset })
 }
 
 /// The position a request asks for: the `after` parameter, else the header.
 pub fn requested(after: Option<&str>, headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
     let (parameter, text) = match (after, headers.get(POSITION_HEADER)) {
         (Some(text), _) => (AFTER_PARAMETER, text.to_owned()),
-        (None, Some(value)) => (
-            "Eventline-Position",
-            value
-                .to_str()
-                .map_err(|_| bad("Eventline-Position"))?
-                .to_owned(),
-        ),
+        (None, Some(value)) => {
+            ("Eventline-Position", value.to_str().map_err(|_| bad("Eventline-Position"))?.to_owned())
+        }
         (None, None) => return Ok(None),
     };
     parse(&text).map(Some).ok_or_else(|| bad(parameter))
 }
 
 fn bad(parameter: &'static str) -> ApiError {
-    ApiError::BadRequest {
-        parameter,
-        detail: "expected topic:partition:offset, e.g. orders:3:42".to_owned(),
-    }
+    ApiError::BadRequest { parameter, detail: "expected topic:partition:offset, e.g. orders:3:42".to_owned() }
 }
 
 /// The progress of this process's running consumer, replaced when it follows a new
@@ -65,10 +54,7 @@ impl CurrentProgress {
     }
 
     pub fn get(&self) -> Option<ConsumerProgress> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -89,11 +75,7 @@ impl Waiter {
         let started = Instant::now();
         let deadline = started + self.timeout;
         loop {
-            let passed = self
-                .offsets
-                .has_passed(group, position)
-                .await
-                .map_err(crate::store::StoreError::from)?;
+            let passed = self.offsets.has_passed(group, position).await.map_err(crate::store::StoreError::from)?;
             if passed {
                 self.metrics.waited(true);
                 return Ok(());
@@ -101,10 +83,7 @@ impl Waiter {
             let now = Instant::now();
             if now >= deadline {
                 self.metrics.waited(false);
-                return Err(ApiError::NotCaughtUp {
-                    position: position.clone(),
-                    waited: now - started,
-                });
+                return Err(ApiError::NotCaughtUp { position: position.clone(), waited: now - started });
             }
             let pause = (deadline - now).min(POLL);
             match self.progress.get() {
@@ -124,14 +103,7 @@ mod tests {
 
     #[test]
     fn positions_parse_from_topic_partition_offset() {
-        assert_eq!(
-            parse("orders:3:42"),
-            Some(Position {
-                topic: "orders".into(),
-                partition: 3,
-                offset: 42
-            })
-        );
+        assert_eq!(parse("orders:3:42"), Some(Position { topic: "orders".into(), partition: 3, offset: 42 }));
         assert_eq!(parse("orders:3"), None);
         assert_eq!(parse(":3:4"), None);
         assert_eq!(parse("orders:x:4"), None);

@@ -14,10 +14,7 @@ pub struct LastEvent {
 
 impl From<Stamp> for LastEvent {
     fn from(stamp: Stamp) -> Self {
-        Self {
-            id: stamp.event_id,
-            time: stamp.time,
-        }
+        Self { id: stamp.event_id, time: stamp.time }
     }
 }
 

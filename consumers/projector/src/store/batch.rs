@@ -27,7 +27,11 @@ type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 impl Store {
     /// Applies `events` in order on `conn` (inside the batch's transaction), skipping events
     /// applied before or earlier in the batch.
-    pub(super) async fn apply_events(&self, conn: &mut AnyConnection, events: &[Recorded]) -> Result<Applied, StoreError> {
+    pub(super) async fn apply_events(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[Recorded],
+    ) -> Result<Applied, StoreError> {
         // Claim the batch's (time, id) pairs; an event applied before, or twice in the batch,
         // is a duplicate.
         let backend = self.db.backend();

@@ -11,31 +11,20 @@ use super::StoreError;
 use crate::domain::{Customer, Order, Payment, Stamp};
 
 fn time(column: &'static str, millis: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(millis).ok_or(StoreError::Corrupt {
-        column,
-        value: millis.to_string(),
-    })
+    DateTime::from_timestamp_millis(millis).ok_or(StoreError::Corrupt { column, value: millis.to_string() })
 }
 
 fn optional_time(row: &AnyRow, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
-    row.try_get::<Option<i64>, _>(column)?
-        .map(|millis| time(column, millis))
-        .transpose()
+    row.try_get::<Option<i64>, _>(column)?.map(|millis| time(column, millis)).transpose()
 }
 
 pub(super) fn uuid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::from_str(text).map_err(|_| StoreError::Corrupt {
-        column: "event_id",
-        value: text.to_owned(),
-    })
+    Uuid::from_str(text).map_err(|_| StoreError::Corrupt { column: "event_id", value: text.to_owned() })
 }
 
 fn stamp(row: &AnyRow) -> Result<Stamp, StoreError> {
     let id: String = row.try_get("last_event_id")?;
-    Ok(Stamp {
-        event_id: uuid(&id)?,
-        time: time("last_event_ms", row.try_get("last_event_ms")?)?,
-    })
+    Ok(Stamp { event_id: uuid(&id)?, time: time("last_event_ms", row.try_get("last_event_ms")?)? })
 }
 
 pub(super) fn order_from(row: &AnyRow) -> Result<Order, StoreError> {

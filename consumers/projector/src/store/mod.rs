@@ -35,10 +35,7 @@ pub use tables::Tables;
 
 /// The projector's migrations (versions 4000-4999 of the shared database).
 pub fn migrations() -> Migrations {
-    Migrations::new(
-        sqlx::migrate!("./migrations/postgres"),
-        sqlx::migrate!("./migrations/sqlite"),
-    )
+    Migrations::new(sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,17 +71,11 @@ impl Cursor {
     /// `<placed_at_ms>:<order_id>`.
     pub fn parse(text: &str) -> Option<Self> {
         let (millis, order_id) = text.split_once(':')?;
-        Some(Self {
-            placed_at_ms: millis.parse().ok()?,
-            order_id: order_id.to_owned(),
-        })
+        Some(Self { placed_at_ms: millis.parse().ok()?, order_id: order_id.to_owned() })
     }
 
     pub fn after(order: &Order) -> Option<Self> {
-        Some(Self {
-            placed_at_ms: order.placed_at?.timestamp_millis(),
-            order_id: order.order_id.clone(),
-        })
+        Some(Self { placed_at_ms: order.placed_at?.timestamp_millis(), order_id: order.order_id.clone() })
     }
 }
 
@@ -124,10 +115,7 @@ impl Store {
     /// generation's applied ids to time-keyed ones.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.offsets.migrate().await?;
-        self.db
-            .migrate(&migrations())
-            .await
-            .map_err(StoreError::Migrate)?;
+        self.db.migrate(&migrations()).await.map_err(StoreError::Migrate)?;
         self.upgrade_applied_events().await
     }
 
@@ -170,10 +158,7 @@ impl Store {
         if let Some(known) = self.legacy_applied.get() {
             return Ok(*known);
         }
-        let count: i64 = sqlx::query(&self.tables.has_legacy_applied)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+        let count: i64 = sqlx::query(&self.tables.has_legacy_applied).fetch_one(&mut *conn).await?.try_get(0)?;
         let _ = self.legacy_applied.set(count > 0);
         Ok(count > 0)
     }
@@ -239,10 +224,7 @@ impl Store {
     }
 
     pub async fn payments_of_order(&self, order_id: &str) -> Result<Vec<Payment>, StoreError> {
-        let rows = sqlx::query(&self.tables.payments_of_order)
-            .bind(order_id)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(&self.tables.payments_of_order).bind(order_id).fetch_all(self.db.pool()).await?;
         rows.iter().map(payment_from).collect()
     }
 
@@ -255,22 +237,15 @@ impl Store {
         limit: u32,
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Order>, StoreError> {
-        let sql = self
-            .tables
-            .customer_orders(status.is_some(), cursor.is_some());
+        let sql = self.tables.customer_orders(status.is_some(), cursor.is_some());
         let mut query = sqlx::query(sql).bind(customer_id);
         if let Some(status) = status {
             query = query.bind(status.as_str());
         }
         if let Some(cursor) = cursor {
-            query = query
-                .bind(cursor.placed_at_ms)
-                .bind(cursor.order_id.clone());
+            query = query.bind(cursor.placed_at_ms).bind(cursor.order_id.clone());
         }
-        let rows = query
-            .bind(i64::from(limit))
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(self.db.pool()).await?;
         rows.iter().map(order_from).collect()
     }
 
@@ -282,58 +257,31 @@ impl Store {
             let order = order_from(&row)?;
             model.orders.insert(order.order_id.clone(), order);
         }
-        for row in sqlx::query(&self.tables.all_customers)
-            .fetch_all(pool)
-            .await?
-        {
+        for row in sqlx::query(&self.tables.all_customers).fetch_all(pool).await? {
             let customer = customer_from(&row)?;
-            model
-                .customers
-                .insert(customer.customer_id.clone(), customer);
+            model.customers.insert(customer.customer_id.clone(), customer);
         }
-        for row in sqlx::query(&self.tables.all_payments)
-            .fetch_all(pool)
-            .await?
-        {
+        for row in sqlx::query(&self.tables.all_payments).fetch_all(pool).await? {
             let payment = payment_from(&row)?;
             model.payments.insert(payment.payment_id.clone(), payment);
         }
-        for row in sqlx::query(&self.tables.all_applied)
-            .fetch_all(pool)
-            .await?
-        {
+        for row in sqlx::query(&self.tables.all_applied).fetch_all(pool).await? {
             let time = row.try_get::<i64, _>(0)?;
-            let time = chrono::DateTime::from_timestamp_millis(time).ok_or_else(|| StoreError::Corrupt {
-                column: "event_ms",
-                value: time.to_string(),
-            })?;
+            let time = chrono::DateTime::from_timestamp_millis(time)
+                .ok_or_else(|| StoreError::Corrupt { column: "event_ms", value: time.to_string() })?;
             model.applied.insert(Stamp::new(uuid(&row.try_get::<String, _>(1)?)?, time));
         }
         Ok(model)
     }
 
     /// Applies one event in `conn`'s transaction; `false` when its id was applied before.
-    async fn load_order(
-        &self,
-        conn: &mut AnyConnection,
-        order_id: &str,
-    ) -> Result<Option<Order>, StoreError> {
-        let row = sqlx::query(&self.tables.order)
-            .bind(order_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    async fn load_order(&self, conn: &mut AnyConnection, order_id: &str) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(&self.tables.order).bind(order_id).fetch_optional(&mut *conn).await?;
         row.as_ref().map(order_from).transpose()
     }
 
-    async fn load_customer(
-        &self,
-        conn: &mut AnyConnection,
-        customer_id: &str,
-    ) -> Result<Option<Customer>, StoreError> {
-        let row = sqlx::query(&self.tables.customer)
-            .bind(customer_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    async fn load_customer(&self, conn: &mut AnyConnection, customer_id: &str) -> Result<Option<Customer>, StoreError> {
+        let row = sqlx::query(&self.tables.customer).bind(customer_id).fetch_optional(&mut *conn).await?;
         row.as_ref().map(customer_from).transpose()
     }
 }

@@ -249,10 +249,7 @@ impl Tables {
 
     /// `projector_…orders`, `…customers`, `…payments`, `…applied_events`.
     pub fn names(&self) -> Vec<String> {
-        TABLE_NAMES
-            .iter()
-            .map(|name| format!("{}{name}", self.prefix))
-            .collect()
+        TABLE_NAMES.iter().map(|name| format!("{}{name}", self.prefix)).collect()
     }
 
     /// A page of a customer's placed orders; parameters: customer, then the status if
@@ -275,10 +272,7 @@ impl Tables {
     /// The statements that drop this generation's tables (with their indexes); absent tables
     /// are fine, so an interrupted cleanup can run again.
     pub fn drop_statements(&self) -> Vec<String> {
-        self.names()
-            .into_iter()
-            .map(|name| format!("DROP TABLE IF EXISTS {name}"))
-            .collect()
+        self.names().into_iter().map(|name| format!("DROP TABLE IF EXISTS {name}")).collect()
     }
 }
 
@@ -374,9 +368,8 @@ impl ListStatement {
 }
 
 fn customer_orders(prefix: &str, with_status: bool, with_cursor: bool) -> String {
-    let mut sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM {prefix}orders WHERE customer_id = $1 AND placed_at_ms IS NOT NULL"
-    );
+    let mut sql =
+        format!("SELECT {ORDER_COLUMNS} FROM {prefix}orders WHERE customer_id = $1 AND placed_at_ms IS NOT NULL");
     let mut next = 2;
     if with_status {
         sql.push_str(&format!(" AND status = ${next}"));
@@ -390,17 +383,13 @@ fn customer_orders(prefix: &str, with_status: bool, with_cursor: bool) -> String
         ));
         next += 2;
     }
-    sql.push_str(&format!(
-        " ORDER BY placed_at_ms DESC, order_id DESC LIMIT ${next}"
-    ));
+    sql.push_str(&format!(" ORDER BY placed_at_ms DESC, order_id DESC LIMIT ${next}"));
     sql
 }
 
 /// Whether a stored state allows applying batches (see [`GenerationState::is_writable`]).
 pub(crate) fn writable(state: Option<&str>) -> bool {
-    state
-        .and_then(GenerationState::parse)
-        .is_some_and(GenerationState::is_writable)
+    state.and_then(GenerationState::parse).is_some_and(GenerationState::is_writable)
 }
 
 #[cfg(test)]
@@ -435,10 +424,7 @@ mod tests {
     #[test]
     fn sqlite_statements_take_anonymous_parameters() {
         let tables = Tables::of(1);
-        assert!(tables
-            .claim_applied
-            .sql(Backend::Sqlite, 2)
-            .contains("VALUES (?, ?), (?, ?) ON CONFLICT"));
+        assert!(tables.claim_applied.sql(Backend::Sqlite, 2).contains("VALUES (?, ?), (?, ?) ON CONFLICT"));
         assert!(tables
             .legacy_applied
             .sql(Backend::Sqlite, 3)
@@ -451,12 +437,7 @@ mod tests {
         assert_eq!(tables.prefix(), "projector_");
         assert_eq!(
             tables.names(),
-            [
-                "projector_orders",
-                "projector_customers",
-                "projector_payments",
-                "projector_applied_events"
-            ]
+            ["projector_orders", "projector_customers", "projector_payments", "projector_applied_events"]
         );
         assert!(tables.order.contains("FROM projector_orders WHERE"));
     }
@@ -487,28 +468,18 @@ mod tests {
         }
         for with_status in [false, true] {
             for with_cursor in [false, true] {
-                assert!(tables
-                    .customer_orders(with_status, with_cursor)
-                    .contains("FROM projector_g7_orders"));
+                assert!(tables.customer_orders(with_status, with_cursor).contains("FROM projector_g7_orders"));
             }
         }
         let create = tables.create_statements();
         assert_eq!(create.len(), 6, "four tables and two indexes");
-        assert!(create
-            .iter()
-            .all(|s| s.contains("projector_g7_") && !s.contains("{p}")));
-        assert!(create[1]
-            .starts_with("CREATE INDEX projector_g7_orders_by_customer ON projector_g7_orders"));
-        assert_eq!(
-            tables.drop_statements()[3],
-            "DROP TABLE IF EXISTS projector_g7_applied_events"
-        );
+        assert!(create.iter().all(|s| s.contains("projector_g7_") && !s.contains("{p}")));
+        assert!(create[1].starts_with("CREATE INDEX projector_g7_orders_by_customer ON projector_g7_orders"));
+        assert_eq!(tables.drop_statements()[3], "DROP TABLE IF EXISTS projector_g7_applied_events");
         let upgrade = tables.upgrade_statements();
         assert_eq!(upgrade.len(), 5);
         assert!(upgrade[3].contains(&format!("SELECT {UNKNOWN_TIME_MS}, event_id")), "{}", upgrade[3]);
-        assert!(upgrade
-            .iter()
-            .all(|s| s.contains("projector_g7_applied_events") && !s.contains("{p}")));
+        assert!(upgrade.iter().all(|s| s.contains("projector_g7_applied_events") && !s.contains("{p}")));
     }
 
     #[test]
@@ -516,9 +487,7 @@ mod tests {
         let tables = Tables::of(2);
         assert!(tables.customer_orders(false, false).ends_with("LIMIT $2"));
         assert!(tables.customer_orders(true, false).contains("status = $2"));
-        assert!(tables
-            .customer_orders(true, true)
-            .contains("placed_at_ms < $3"));
+        assert!(tables.customer_orders(true, true).contains("placed_at_ms < $3"));
         assert!(tables.customer_orders(true, true).ends_with("LIMIT $5"));
         assert!(tables.customer_orders(false, true).ends_with("LIMIT $4"));
     }

@@ -22,13 +22,7 @@ fn topics() -> Vec<String> {
 }
 
 async fn states(db: &Database, group: &str) -> Vec<(i64, GenerationState)> {
-    Generations::new(db.clone(), group)
-        .list()
-        .await
-        .unwrap()
-        .iter()
-        .map(|g| (g.generation, g.state))
-        .collect()
+    Generations::new(db.clone(), group).list().await.unwrap().iter().map(|g| (g.generation, g.state)).collect()
 }
 
 /// Column names, types and nullability, and index names without the table prefix.
@@ -67,19 +61,12 @@ async fn shape(db: &Database, prefix: &str, table: &str) -> (Vec<String>, BTreeS
 async fn generation_tables_are_the_migrated_ones(backend: Backend) {
     let (_guard, db) = TestDb::create(backend).await;
     Store::new(db.clone()).migrate().await.unwrap();
-    let started = Generations::new(db.clone(), "g")
-        .begin_build(now_ms(), STALE_MS)
-        .await
-        .unwrap();
+    let started = Generations::new(db.clone(), "g").begin_build(now_ms(), STALE_MS).await.unwrap();
     assert_eq!(started.building.table_prefix, "projector_g2_");
     for table in ["orders", "customers", "payments", "applied_events"] {
         let migrated = shape(&db, "projector_", table).await;
         assert!(!migrated.0.is_empty(), "{table} has columns");
-        assert_eq!(
-            shape(&db, "projector_g2_", table).await,
-            migrated,
-            "{table}"
-        );
+        assert_eq!(shape(&db, "projector_g2_", table).await, migrated, "{table}");
     }
 }
 
@@ -99,76 +86,44 @@ async fn swaps_wait_for_the_build_and_swapped_out_generations_are_not_written(ba
     first.migrate().await.unwrap();
     let generations = Generations::new(db.clone(), "g");
     let second = Store::for_generation(db.clone(), 2);
-    let at = |next_offset| PartitionOffset {
-        topic: "orders".into(),
-        partition: 0,
-        next_offset,
-    };
+    let at = |next_offset| PartitionOffset { topic: "orders".into(), partition: 0, next_offset };
     let event = recorded(placed("o1", "c1", 100, 1));
-    first
-        .apply_batch("g", &[at(5)], std::slice::from_ref(&event))
-        .await
-        .unwrap();
+    first.apply_batch("g", &[at(5)], std::slice::from_ref(&event)).await.unwrap();
     generations.begin_build(now_ms(), STALE_MS).await.unwrap();
 
     // The build has not reached generation 1's offset yet: no swap, nothing changes.
     second.apply_batch("g.g2", &[at(4)], &[]).await.unwrap();
     let behind = generations.swap(2, &topics(), now_ms()).await.unwrap_err();
     match &behind {
-        GenerationError::NotCaughtUp {
-            generation: 2,
-            behind,
-        } => {
+        GenerationError::NotCaughtUp { generation: 2, behind } => {
             assert_eq!((behind[0].next_offset, behind[0].reference), (Some(4), 5));
         }
         other => panic!("expected NotCaughtUp, got {other:?}"),
     }
-    assert_eq!(
-        states(&db, "g").await,
-        [(1, GenerationState::Active), (2, GenerationState::Building)]
-    );
+    assert_eq!(states(&db, "g").await, [(1, GenerationState::Active), (2, GenerationState::Building)]);
 
-    second
-        .apply_batch("g.g2", &[at(5)], std::slice::from_ref(&event))
-        .await
-        .unwrap();
+    second.apply_batch("g.g2", &[at(5)], std::slice::from_ref(&event)).await.unwrap();
     let swapped = generations.swap(2, &topics(), now_ms()).await.unwrap();
     assert_eq!(swapped.activates(), Some(2));
     assert_eq!(generations.active().await.unwrap().generation, 2);
 
     // Generation 1 is previous: a batch for it writes nothing, neither rows nor offsets.
     let late = recorded(placed("o2", "c1", 50, 2));
-    let refused = first
-        .apply_batch("g", &[at(6)], std::slice::from_ref(&late))
-        .await
-        .unwrap_err();
+    let refused = first.apply_batch("g", &[at(6)], std::slice::from_ref(&late)).await.unwrap_err();
     assert!(
         matches!(refused, StoreError::NotWritable { generation: 1, ref state } if state == "previous"),
         "{refused:?}"
     );
     assert!(first.order("o2").await.unwrap().is_none());
-    let position = |offset| Position {
-        topic: "orders".into(),
-        partition: 0,
-        offset,
-    };
+    let position = |offset| Position { topic: "orders".into(), partition: 0, offset };
     assert!(!first.has_passed("g", &position(5)).await.unwrap());
-    second
-        .apply_batch("g.g2", &[at(6)], std::slice::from_ref(&late))
-        .await
-        .unwrap();
+    second.apply_batch("g.g2", &[at(6)], std::slice::from_ref(&late)).await.unwrap();
     assert!(second.order("o2").await.unwrap().is_some());
 
     // Rolled back, generation 1 is written again and generation 2 is not.
     generations.rollback(now_ms()).await.unwrap();
-    first
-        .apply_batch("g", &[at(6)], std::slice::from_ref(&late))
-        .await
-        .unwrap();
-    assert_eq!(
-        first.snapshot().await.unwrap(),
-        second.snapshot().await.unwrap()
-    );
+    first.apply_batch("g", &[at(6)], std::slice::from_ref(&late)).await.unwrap();
+    assert_eq!(first.snapshot().await.unwrap(), second.snapshot().await.unwrap());
     assert!(matches!(
         second.apply_batch("g.g2", &[at(7)], &[]).await,
         Err(StoreError::NotWritable { generation: 2, .. })

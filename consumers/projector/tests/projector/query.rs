@@ -24,12 +24,7 @@ async fn shop(backend: Backend) -> (Env, Running) {
 }
 
 fn ids(page: &Value) -> Vec<&str> {
-    page["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["order_id"].as_str().unwrap())
-        .collect()
+    page["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect()
 }
 
 async fn the_api_answers(backend: Backend) {
@@ -54,15 +49,11 @@ async fn the_api_answers(backend: Backend) {
     assert_eq!(status, 200, "{first}");
     assert_eq!(ids(&first), ["order-c", "order-b"]);
     let cursor = first["next_cursor"].as_str().unwrap();
-    let (_, second) = api
-        .get(&format!("/v1/customers/cust-1/orders?cursor={cursor}"))
-        .await;
+    let (_, second) = api.get(&format!("/v1/customers/cust-1/orders?cursor={cursor}")).await;
     assert_eq!(ids(&second), ["order-a"]);
     assert!(second.get("next_cursor").is_none(), "{second}");
 
-    let (_, paid) = api
-        .get("/v1/customers/cust-1/orders?status=paid&limit=10")
-        .await;
+    let (_, paid) = api.get("/v1/customers/cust-1/orders?status=paid&limit=10").await;
     assert_eq!(ids(&paid), ["order-b"]);
     let (_, shipped) = api.get("/v1/customers/cust-1/orders?status=shipped").await;
     assert_eq!(ids(&shipped), ["order-c"]);
@@ -72,10 +63,7 @@ async fn the_api_answers(backend: Backend) {
     assert_eq!(missing["type"], "urn:eventline:problem:not-found");
     assert_eq!(missing["detail"], "no order order-zzz");
     let (status, pending) = api.get("/v1/orders/order-pending").await;
-    assert_eq!(
-        status, 404,
-        "an order with a payment but no OrderPlaced is not visible: {pending}"
-    );
+    assert_eq!(status, 404, "an order with a payment but no OrderPlaced is not visible: {pending}");
     let (status, _) = api.get("/v1/customers/nobody").await;
     assert_eq!(status, 404);
 
@@ -89,26 +77,10 @@ async fn the_api_answers(backend: Backend) {
     assert_eq!(status, 400);
     assert_eq!(bad["parameter"], "after");
 
-    let health = api
-        .http
-        .get(format!("{}/health/ready", api.url))
-        .send()
-        .await
-        .unwrap();
+    let health = api.http.get(format!("{}/health/ready", api.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("eventline_projector_events_total{outcome=\"applied\"} 8"),
-        "{metrics}"
-    );
+    let metrics = api.http.get(format!("{}/metrics", api.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("eventline_projector_events_total{outcome=\"applied\"} 8"), "{metrics}");
     api.stop().await;
 }
 

@@ -18,24 +18,13 @@ async fn a_query_after_a_position_waits_until_it_is_applied() {
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", api.local_addr().unwrap());
     let token = CancellationToken::new();
-    tokio::spawn(eventline_common::http::serve(
-        api,
-        app.router(),
-        token.clone(),
-    ));
-    let position = env
-        .send(&recorded(placed("order-ryw", "cust-ryw", 100, 1)))
-        .await;
-    let after = format!(
-        "{}:{}:{}",
-        position.topic, position.partition, position.offset
-    );
+    tokio::spawn(eventline_common::http::serve(api, app.router(), token.clone()));
+    let position = env.send(&recorded(placed("order-ryw", "cust-ryw", 100, 1))).await;
+    let after = format!("{}:{}:{}", position.topic, position.partition, position.offset);
     let (status, _) = get(&format!("{url}/v1/orders/order-ryw")).await;
     assert_eq!(status, 404, "not applied before the consumer runs");
 
-    let query = tokio::spawn(get_owned(format!(
-        "{url}/v1/orders/order-ryw?after={after}"
-    )));
+    let query = tokio::spawn(get_owned(format!("{url}/v1/orders/order-ryw?after={after}")));
     let consumer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = tokio::spawn(app.run(consumer, token.clone()));
     let (status, order) = query.await.unwrap();
@@ -60,16 +49,10 @@ async fn a_position_not_reached_in_time_is_a_412_saying_so() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 412);
     assert_eq!(response.headers()["retry-after"], "1");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["type"], "urn:eventline:problem:not-caught-up");
-    assert_eq!(
-        body["position"],
-        serde_json::json!({"topic": "orders", "partition": 0, "offset": 1_000_000})
-    );
+    assert_eq!(body["position"], serde_json::json!({"topic": "orders", "partition": 0, "offset": 1_000_000}));
     api.stop().await;
 }
 

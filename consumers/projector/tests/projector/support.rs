@@ -41,12 +41,7 @@ impl TestDb {
             TestDb::Sqlite(db) => db.url().to_owned(),
             TestDb::Postgres(db) => db.url().to_owned(),
         };
-        let db = Database::connect(&DatabaseSettings {
-            url,
-            ..DatabaseSettings::default()
-        })
-        .await
-        .unwrap();
+        let db = Database::connect(&DatabaseSettings { url, ..DatabaseSettings::default() }).await.unwrap();
         (test_db, db)
     }
 }
@@ -72,9 +67,7 @@ pub struct Env {
 impl Env {
     pub async fn start() -> Self {
         let stack = Stack::start().await;
-        let producer =
-            EventProducer::new(&stack.broker.kafka_settings(), &ProducerSettings::default())
-                .unwrap();
+        let producer = EventProducer::new(&stack.broker.kafka_settings(), &ProducerSettings::default()).unwrap();
         Self { stack, producer }
     }
 
@@ -105,12 +98,7 @@ impl Env {
             correlation_id: None,
         };
         self.producer
-            .send(OutgoingEvent {
-                topic: &registered.spec.topic,
-                key: typed.key(),
-                value: &value,
-                envelope: &envelope,
-            })
+            .send(OutgoingEvent { topic: &registered.spec.topic, key: typed.key(), value: &value, envelope: &envelope })
             .await
             .unwrap()
     }
@@ -165,15 +153,7 @@ impl Running {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let token = CancellationToken::new();
         let task = tokio::spawn(app.run(listener, token.clone()));
-        Self {
-            url,
-            store,
-            group,
-            http: reqwest::Client::new(),
-            token,
-            task,
-            _db: test_db,
-        }
+        Self { url, store, group, http: reqwest::Client::new(), token, task, _db: test_db }
     }
 
     /// Waits until every position has been applied.
@@ -191,12 +171,7 @@ impl Running {
 
     /// `GET` a path; the status and the JSON body.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
+        let response = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }

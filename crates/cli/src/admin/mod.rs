@@ -95,9 +95,7 @@ impl AdminState {
 
 /// The admin API's routes, every one behind the token.
 pub fn router(state: AdminState) -> Router {
-    routes::routes()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+    routes::routes().layer(axum::middleware::from_fn_with_state(state.clone(), require_token)).with_state(state)
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {

@@ -86,9 +86,9 @@ impl From<DlqError> for Problem {
     fn from(error: DlqError) -> Self {
         let detail = error_chain(&error);
         match error {
-            DlqError::NoDeadLetterTopic { .. } | DlqError::UnknownDeadLetterTopic { .. } | DlqError::NoRecordAt { .. } => {
-                Self::not_found(detail)
-            }
+            DlqError::NoDeadLetterTopic { .. }
+            | DlqError::UnknownDeadLetterTopic { .. }
+            | DlqError::NoRecordAt { .. } => Self::not_found(detail),
             DlqError::Kafka { .. } | DlqError::MarkerTopic { .. } => Self::unavailable(detail),
             _ => Self::bad_request(detail),
         }

@@ -71,8 +71,14 @@ async fn describe_group(
     Query(params): Query<DescribeParams>,
 ) -> Answer<GroupDescription> {
     let store = state.store().await?;
-    let topics: Vec<String> =
-        params.topics.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
+    let topics: Vec<String> = params
+        .topics
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
     groups::describe(&state.inner.kafka, store.as_ref(), &state.inner.catalog, &group, &topics).await.map(Json).map_err(
         |error| match error.downcast_ref::<LagError>() {
             Some(LagError::UnknownTopic(_)) => Problem::bad_request(format!("{error:#}")),
@@ -112,14 +118,12 @@ async fn replay_group(
     body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Answer<ReplayAnswer> {
     let Json(body) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let request = ReplayRequest { group, topics: body.topics, target: body.target, members_stopped: body.members_stopped };
+    let request =
+        ReplayRequest { group, topics: body.topics, target: body.target, members_stopped: body.members_stopped };
     let store = state.store().await?;
     let plan = replay::plan(&state.inner.kafka, store.as_ref(), &request).await?;
-    let outcome = if body.execute {
-        Some(replay::execute(&state.inner.kafka, store.as_ref(), &plan).await?)
-    } else {
-        None
-    };
+    let outcome =
+        if body.execute { Some(replay::execute(&state.inner.kafka, store.as_ref(), &plan).await?) } else { None };
     Ok(Json(ReplayAnswer { plan, outcome }))
 }
 
@@ -177,11 +181,12 @@ async fn redrive_dead_letters(
         return Err(Problem::bad_request("the group is in the path, not in the body"));
     }
     fields.insert("group".to_owned(), Value::String(group));
-    let request: RedriveRequest =
-        serde_json::from_value(body).map_err(|error| Problem::bad_request(format!("invalid redrive request: {error}")))?;
+    let request: RedriveRequest = serde_json::from_value(body)
+        .map_err(|error| Problem::bad_request(format!("invalid redrive request: {error}")))?;
     // Runs to the end of the selection; a client that disconnects stops it after the record in
     // flight, and a new request continues (letters sent are recorded).
-    let outcome = dlq::redrive(&state.inner.kafka, &state.inner.catalog, &request, |_| {}, CancellationToken::new()).await?;
+    let outcome =
+        dlq::redrive(&state.inner.kafka, &state.inner.catalog, &request, |_| {}, CancellationToken::new()).await?;
     Ok(Json(outcome))
 }
 

@@ -1,9 +1,9 @@
-pub mod schemas;
-pub mod up;
-pub mod setup;
-pub mod publish;
-pub mod tail;
-pub mod groups;
-pub mod replay;
 pub mod dlq;
+pub mod groups;
+pub mod publish;
 pub mod rebuild;
+pub mod replay;
+pub mod schemas;
+pub mod setup;
+pub mod tail;
+pub mod up;

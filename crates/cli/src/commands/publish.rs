@@ -208,7 +208,8 @@ pub async fn run(config_file: Option<&Path>, args: PublishArgs) -> anyhow::Resul
         Some(path) => {
             let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
             let size = file.metadata().await.ok().map(|m| m.len());
-            publish_lines(BufReader::new(file), &contracts, publisher.as_ref(), &origin, args.window, size, stop).await?
+            publish_lines(BufReader::new(file), &contracts, publisher.as_ref(), &origin, args.window, size, stop)
+                .await?
         }
         None => {
             let stdin = BufReader::new(tokio::io::stdin());

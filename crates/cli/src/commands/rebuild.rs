@@ -27,8 +27,8 @@ use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_projector::generations::Generation;
 use eventline_projector::rebuild::{
-    self, BuildProgress, GenerationsStatus, RebuildContext, RebuildEvent, RebuildOutcome,
-    RebuildSummary, RollbackSummary, STALE_AFTER,
+    self, BuildProgress, GenerationsStatus, RebuildContext, RebuildEvent, RebuildOutcome, RebuildSummary,
+    RollbackSummary, STALE_AFTER,
 };
 use eventline_projector::ProjectorSettings;
 use tokio_util::sync::CancellationToken;
@@ -138,9 +138,7 @@ async fn open_database(settings: &DatabaseSettings) -> anyhow::Result<Database> 
             "no database at {path} (database.url): point it at the projector's database"
         );
     }
-    Database::connect(settings)
-        .await
-        .context("cannot connect to the projector's database (database.url)")
+    Database::connect(settings).await.context("cannot connect to the projector's database (database.url)")
 }
 
 fn time(millis: Option<i64>) -> String {
@@ -166,12 +164,7 @@ fn print_event(event: &RebuildEvent, output: OutputFormat) {
              {}s ago (killed?); retired, tables dropped",
             STALE_AFTER.as_secs()
         ),
-        RebuildEvent::Started {
-            generation,
-            group_id,
-            table_prefix,
-            serving,
-        } => eprintln!(
+        RebuildEvent::Started { generation, group_id, table_prefix, serving } => eprintln!(
             "building generation {generation} (tables {table_prefix}*, group {group_id}) from the \
              earliest offsets; generation {serving} keeps serving"
         ),
@@ -181,10 +174,9 @@ fn print_event(event: &RebuildEvent, output: OutputFormat) {
 
 fn progress_line(progress: &BuildProgress) -> String {
     let left = match progress.seconds_left {
-        _ if progress.behind_active_partitions > 0 => format!(
-            ", waiting to reach the active generation on {} partitions",
-            progress.behind_active_partitions
-        ),
+        _ if progress.behind_active_partitions > 0 => {
+            format!(", waiting to reach the active generation on {} partitions", progress.behind_active_partitions)
+        }
         Some(seconds) if progress.lag > 0 => format!(", about {seconds:.0}s left"),
         _ if progress.lag == 0 => ", caught up".to_owned(),
         _ => String::new(),
@@ -239,10 +231,7 @@ fn print_rollback(summary: &RollbackSummary, output: OutputFormat) -> anyhow::Re
         tables(&summary.activated),
         summary.activated.group_id
     );
-    println!(
-        "generation {} is now previous; `eventline rebuild projector --rollback` returns to it",
-        summary.demoted
-    );
+    println!("generation {} is now previous; `eventline rebuild projector --rollback` returns to it", summary.demoted);
     Ok(())
 }
 
@@ -257,9 +246,7 @@ fn print_status(status: &GenerationsStatus, output: OutputFormat) -> anyhow::Res
     );
     for listed in &status.generations {
         let generation = &listed.generation;
-        let applied = listed
-            .applied_events
-            .map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let applied = listed.applied_events.map_or_else(|| "-".to_owned(), |n| n.to_string());
         println!(
             "{:>10}  {:<9} {:<36} {:<18} {:>14}  {:<19}  {}",
             generation.generation,
@@ -289,10 +276,7 @@ mod tests {
             elapsed_seconds: 6.0,
             behind_active_partitions: 0,
         };
-        assert_eq!(
-            progress_line(&progress),
-            "generation 2: 1500 events applied, lag 500, 250 events/s, about 2s left"
-        );
+        assert_eq!(progress_line(&progress), "generation 2: 1500 events applied, lag 500, 250 events/s, about 2s left");
         progress.lag = 0;
         assert!(progress_line(&progress).ends_with("caught up"));
         progress.behind_active_partitions = 2;

@@ -70,14 +70,12 @@ impl StartAt {
         match text {
             "earliest" => Ok(Self::Earliest),
             "latest" => Ok(Self::Latest),
-            _ => DateTime::parse_from_rfc3339(text)
-                .map(|time| Self::Time(time.with_timezone(&Utc)))
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "--from `{text}` is neither `earliest`, `latest` nor an RFC 3339 date-time \
+            _ => DateTime::parse_from_rfc3339(text).map(|time| Self::Time(time.with_timezone(&Utc))).map_err(|e| {
+                anyhow::anyhow!(
+                    "--from `{text}` is neither `earliest`, `latest` nor an RFC 3339 date-time \
                          like 2026-11-23T10:00:00Z ({e})"
-                    )
-                }),
+                )
+            }),
         }
     }
 }
@@ -205,12 +203,9 @@ async fn plan(
             for partition in &partitions {
                 query.add_partition_offset(topic, *partition, Offset::Offset(time.timestamp_millis()))?;
             }
-            let found = consumer.offsets_for_times(query, REQUEST_TIMEOUT).context("cannot look up offsets for times")?;
-            found
-                .elements()
-                .iter()
-                .map(|e| (e.partition(), e.offset()))
-                .collect::<BTreeMap<_, _>>()
+            let found =
+                consumer.offsets_for_times(query, REQUEST_TIMEOUT).context("cannot look up offsets for times")?;
+            found.elements().iter().map(|e| (e.partition(), e.offset())).collect::<BTreeMap<_, _>>()
         }
         _ => BTreeMap::new(),
     };
@@ -259,7 +254,9 @@ async fn decode(registry: &RegistryClient, message: &BorrowedMessage<'_>, option
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()))
+                    .map(|h| {
+                        (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -350,14 +347,8 @@ pub async fn run(config_file: Option<&Path>, args: TailArgs) -> anyhow::Result<(
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let client = RegistryClient::new(&registry)?;
-    let options = TailOptions {
-        from,
-        follow: args.follow,
-        event_type,
-        key: args.key,
-        limit: args.limit,
-        headers: args.headers,
-    };
+    let options =
+        TailOptions { from, follow: args.follow, event_type, key: args.key, limit: args.limit, headers: args.headers };
     check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -142,10 +142,8 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
         catalog.clone(),
     )?;
     let listener = eventline_common::http::bind(&config.admin.listen, "admin API").await?;
-    supervisor.spawn(
-        "admin-api",
-        eventline_common::http::serve(listener, admin::router(admin_state), supervisor.token()),
-    );
+    supervisor
+        .spawn("admin-api", eventline_common::http::serve(listener, admin::router(admin_state), supervisor.token()));
 
     if config.outbox_relay.is_enabled() {
         let relay = OutboxRelay::build(config.outbox_relay.clone(), publisher.clone(), metrics.clone()).await?;
@@ -237,7 +235,8 @@ fn admin_token(settings: &AdminSettings, data_dir: &Path) -> anyhow::Result<Secr
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut out = options.open(&file).with_context(|| format!("cannot write {}", file.display()))?;
-    std::io::Write::write_all(&mut out, token.as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
+    std::io::Write::write_all(&mut out, token.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(Secret::new(token))
 }
 

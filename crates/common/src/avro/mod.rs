@@ -57,10 +57,7 @@ pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, CodecError> {
     match bytes {
         [] => Err(CodecError::Empty),
         [magic, ..] if *magic != MAGIC_BYTE => Err(CodecError::BadMagic { found: *magic }),
-        [_, a, b, c, d, body @ ..] => Ok(Framed {
-            schema_id: SchemaId(u32::from_be_bytes([*a, *b, *c, *d])),
-            body,
-        }),
+        [_, a, b, c, d, body @ ..] => Ok(Framed { schema_id: SchemaId(u32::from_be_bytes([*a, *b, *c, *d])), body }),
         _ => Err(CodecError::TooShort { len: bytes.len() }),
     }
 }

@@ -42,10 +42,8 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicRequest]) ->
         return Ok(Vec::new());
     }
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create().map_err(AdminError::Client)?;
-    let new: Vec<NewTopic<'_>> = missing
-        .iter()
-        .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)))
-        .collect();
+    let new: Vec<NewTopic<'_>> =
+        missing.iter().map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();
     for result in admin.create_topics(new.iter(), &options).await.map_err(AdminError::Request)? {

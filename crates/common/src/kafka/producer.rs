@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,11 @@ pub struct ProducerSettings {
 
 impl Default for ProducerSettings {
     fn default() -> Self {
-        Self { delivery_timeout: Duration::from_secs(10), linger: Duration::from_millis(5), compression: "lz4".to_owned() }
+        Self {
+            delivery_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            compression: "lz4".to_owned(),
+        }
     }
 }
 
@@ -134,7 +138,10 @@ impl EventProducer {
     /// The delivery guarantees (`enable.idempotence`, `acks=all`) are set after the pass-through
     /// properties, so they cannot be loosened by configuration.
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, ProduceError> {
-        Ok(Self { producer: Arc::new(Owned(Some(create(kafka, settings)?))), delivery_timeout: settings.delivery_timeout })
+        Ok(Self {
+            producer: Arc::new(Owned(Some(create(kafka, settings)?))),
+            delivery_timeout: settings.delivery_timeout,
+        })
     }
 
     /// Publishes one event and waits for the broker's acknowledgement.
@@ -235,7 +242,11 @@ mod tests {
         let second = producer.enqueue(event()).await.unwrap();
         assert!(first.await.is_err(), "nothing is acknowledged while the broker is down");
         assert!(second.await.is_err(), "nothing is acknowledged while the broker is down");
-        assert!(started.elapsed() < settings.delivery_timeout * 2, "failed within the delivery timeout: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < settings.delivery_timeout * 2,
+            "failed within the delivery timeout: {:?}",
+            started.elapsed()
+        );
         cluster.broker_up(BROKER).unwrap();
 
         let after = producer.send(event()).await.expect("the same producer publishes once the broker is back");

@@ -70,9 +70,7 @@ impl CompatibilityLevel {
         match self {
             CompatibilityLevel::Backward | CompatibilityLevel::BackwardTransitive => &[Direction::Backward],
             CompatibilityLevel::Forward | CompatibilityLevel::ForwardTransitive => &[Direction::Forward],
-            CompatibilityLevel::Full | CompatibilityLevel::FullTransitive => {
-                &[Direction::Backward, Direction::Forward]
-            }
+            CompatibilityLevel::Full | CompatibilityLevel::FullTransitive => &[Direction::Backward, Direction::Forward],
             CompatibilityLevel::None => &[],
         }
     }
@@ -125,11 +123,8 @@ impl fmt::Display for Incompatibility {
 /// Checks `candidate` against `previous` (ordered oldest to newest) under `level`; an empty
 /// result means compatible. Non-transitive levels look at the last element only.
 pub fn check(level: CompatibilityLevel, candidate: &Schema, previous: &[(i64, &Schema)]) -> Vec<Incompatibility> {
-    let against: &[(i64, &Schema)] = if level.is_transitive() {
-        previous
-    } else {
-        previous.last().map(std::slice::from_ref).unwrap_or_default()
-    };
+    let against: &[(i64, &Schema)] =
+        if level.is_transitive() { previous } else { previous.last().map(std::slice::from_ref).unwrap_or_default() };
     let mut problems = Vec::new();
     for (version, old) in against.iter().rev() {
         for direction in level.directions() {

@@ -99,8 +99,8 @@ impl ParsedSchema {
         if text.trim().is_empty() {
             return Err(SchemaError::Empty);
         }
-        let json: Value = serde_json::from_str(text)
-            .map_err(|e| SchemaError::InvalidAvro(format!("not valid JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_str(text).map_err(|e| SchemaError::InvalidAvro(format!("not valid JSON: {e}")))?;
         let avro = apache_avro::Schema::parse(&json).map_err(|e| SchemaError::InvalidAvro(e.to_string()))?;
         let canonical = canonical_json(&json);
         let fingerprint = Fingerprint::of(&canonical);
@@ -229,8 +229,8 @@ mod tests {
 
     #[test]
     fn invalid_avro_is_reported_with_the_parser_message() {
-        let err = ParsedSchema::parse(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"strnig"}]}"#)
-            .unwrap_err();
+        let err =
+            ParsedSchema::parse(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"strnig"}]}"#).unwrap_err();
         let SchemaError::InvalidAvro(message) = &err else { panic!("{err:?}") };
         assert!(message.contains("strnig"), "{message}");
         assert!(matches!(ParsedSchema::parse("  "), Err(SchemaError::Empty)));

@@ -61,7 +61,10 @@ pub async fn put_global(
 }
 
 /// Resets the global level to the default, answering the level it had.
-pub async fn delete_global(_write: WriteAccess, State(state): State<AppState>) -> Result<Confluent<ConfigBody>, ApiError> {
+pub async fn delete_global(
+    _write: WriteAccess,
+    State(state): State<AppState>,
+) -> Result<Confluent<ConfigBody>, ApiError> {
     Ok(body(state.registry.delete_level(Scope::Global).await?))
 }
 

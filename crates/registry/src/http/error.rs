@@ -96,7 +96,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-
 /// The fallback for unknown paths.
 pub async fn route_not_found() -> ApiError {
     ApiError::RouteNotFound

@@ -19,8 +19,8 @@ use eventline_common::config::Secret;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::RegistryMetrics;
-use eventline_common::metrics::track_requests;
 use crate::service::Registry;
+use eventline_common::metrics::track_requests;
 
 pub use error::ApiError;
 
@@ -52,10 +52,7 @@ pub fn router(state: AppState, metrics: RegistryMetrics) -> Router {
         .route("/compatibility/subjects/{subject}/versions", post(compatibility::against_registration))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility::against_version))
         .route("/config", get(config::get_global).put(config::put_global).delete(config::delete_global))
-        .route(
-            "/config/{subject}",
-            get(config::get_subject).put(config::put_subject).delete(config::delete_subject),
-        )
+        .route("/config/{subject}", get(config::get_subject).put(config::put_subject).delete(config::delete_subject))
         .route("/mode", get(schemas::mode))
         .route("/mode/{subject}", get(schemas::mode))
         .route("/contexts", get(schemas::contexts))

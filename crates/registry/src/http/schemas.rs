@@ -52,7 +52,10 @@ pub async fn contexts() -> Confluent<[&'static str; 1]> {
 }
 
 /// `GET /schemas/ids/{id}`; `subject`, `format`, `fetchMaxId` and `reference_format` are ignored.
-pub async fn by_id(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Confluent<SchemaBody>, ApiError> {
+pub async fn by_id(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Confluent<SchemaBody>, ApiError> {
     let row = state.registry.schema_by_id(schema_id(&id)?).await?;
     Ok(Confluent(row.into()))
 }
@@ -61,7 +64,10 @@ pub async fn raw_by_id(State(state): State<AppState>, ApiPath(id): ApiPath<Strin
     Ok(RawSchema(state.registry.schema_by_id(schema_id(&id)?).await?.text))
 }
 
-pub async fn by_guid(State(state): State<AppState>, ApiPath(guid): ApiPath<String>) -> Result<Confluent<SchemaBody>, ApiError> {
+pub async fn by_guid(
+    State(state): State<AppState>,
+    ApiPath(guid): ApiPath<String>,
+) -> Result<Confluent<SchemaBody>, ApiError> {
     Ok(Confluent(state.registry.schema_by_guid(&guid).await?.into()))
 }
 

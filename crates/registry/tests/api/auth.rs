@@ -43,7 +43,8 @@ async fn writes_need_the_bearer_token_reads_do_not(db: Db) {
         assert_eq!(reply.status, 200, "{path}: {reply:?}");
     }
     assert_eq!(app.anonymous(Method::POST, &format!("/subjects/{s}"), Some(&schema)).await.status, 200);
-    let compat = app.anonymous(Method::POST, &format!("/compatibility/subjects/{s}/versions/latest"), Some(&schema)).await;
+    let compat =
+        app.anonymous(Method::POST, &format!("/compatibility/subjects/{s}/versions/latest"), Some(&schema)).await;
     assert_eq!(compat.body, json!({"is_compatible": true}));
 
     // Every write is guarded.

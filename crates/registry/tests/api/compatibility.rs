@@ -34,7 +34,9 @@ async fn compatibility_endpoints_answer_without_registering(db: Db) {
     assert_eq!((empty.status, &empty.body), (200, &json!({"is_compatible": true})), "{empty:?}");
     app.register(&s, &record("C", &[])).await;
 
-    for path in [format!("/compatibility/subjects/{s}/versions/latest"), format!("/compatibility/subjects/{s}/versions")] {
+    for path in
+        [format!("/compatibility/subjects/{s}/versions/latest"), format!("/compatibility/subjects/{s}/versions")]
+    {
         let no = app.post(&format!("{path}?normalize=False&verbose=False"), &bad).await;
         assert_eq!(no.body, json!({"is_compatible": false}), "{path}");
         let verbose = app.post(&format!("{path}?verbose=true"), &bad).await;

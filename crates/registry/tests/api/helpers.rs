@@ -71,13 +71,10 @@ pub async fn spawn_app_with(db: Db, settings: RegistrySettings) -> TestApp {
             (DbGuard::Sqlite(lite), url)
         }
     };
-    let database = Database::connect(&DatabaseSettings {
-        url,
-        max_connections: 5,
-        acquire_timeout: Duration::from_secs(30),
-    })
-    .await
-    .expect("connect to the test database");
+    let database =
+        Database::connect(&DatabaseSettings { url, max_connections: 5, acquire_timeout: Duration::from_secs(30) })
+            .await
+            .expect("connect to the test database");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let write_token = Some(settings.write_token.expose().to_owned()).filter(|t| !t.is_empty());
@@ -179,8 +176,7 @@ impl TestApp {
 pub async fn send(builder: reqwest::RequestBuilder) -> Reply {
     let response = builder.send().await.expect("the registry answers");
     let status = response.status().as_u16();
-    let content_type =
-        response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let text = response.text().await.expect("a readable body");
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, content_type, text, body }

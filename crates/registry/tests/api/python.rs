@@ -83,8 +83,8 @@ async fn the_confluent_python_client_works_against_the_registry() {
     let args = [app.base.as_str(), &s, &topic, TOKEN, &v1, &v2_compatible, &v2_incompatible];
     let output = eventline_testkit::run_python(SCRIPT, &args).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let out: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("python printed no JSON ({e}): {stdout}"));
+    let out: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("python printed no JSON ({e}): {stdout}"));
 
     assert_eq!(out["anonymous_register"]["http"], 401, "{out}");
     assert_eq!(out["anonymous_register"]["code"], 40101, "{out}");

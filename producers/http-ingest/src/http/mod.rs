@@ -18,8 +18,8 @@ use axum::{middleware, Router};
 use crate::auth::Authenticator;
 use crate::ingest::Ingest;
 use crate::metrics::IngestMetrics;
-use eventline_common::metrics::track_requests;
 use crate::rate_limit::RateLimiter;
+use eventline_common::metrics::track_requests;
 
 pub use error::{Answer, ApiError, Problem};
 

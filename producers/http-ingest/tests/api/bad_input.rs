@@ -135,7 +135,13 @@ fn cases() -> Vec<Case> {
         Case {
             path: "/v1/events:batch",
             content_type: Some("application/x-ndjson"),
-            ..case("NDJSON lines not JSON", "nope\n{\"a\":\n", 400, "batch-rejected", &["line 1", "line 2", "malformed-json"])
+            ..case(
+                "NDJSON lines not JSON",
+                "nope\n{\"a\":\n",
+                400,
+                "batch-rejected",
+                &["line 1", "line 2", "malformed-json"],
+            )
         },
         Case { path: "/v1/nothing", ..case("unknown route", "{}", 404, "not-found", &["/v1/nothing"]) },
     ]

@@ -145,9 +145,10 @@ pub async fn spawn_app_on(
     let kafka = broker.kafka_settings();
     let producer = EventProducer::new(&kafka, &settings.producer_settings()).expect("producer");
     let publisher = Publisher::new(producer, contracts.clone());
-    let app = IngestApp::build(settings, &kafka, publisher, database, registry.client.clone(), prometheus::Registry::new())
-        .await
-        .expect("build the ingest service");
+    let app =
+        IngestApp::build(settings, &kafka, publisher, database, registry.client.clone(), prometheus::Registry::new())
+            .await
+            .expect("build the ingest service");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let stop = CancellationToken::new();

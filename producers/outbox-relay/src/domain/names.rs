@@ -80,8 +80,11 @@ pub struct ChannelName(String);
 
 impl ChannelName {
     pub fn parse(text: &str) -> Result<Self, InvalidName> {
-        identifier(text)
-            .map_err(|problem| InvalidName { name: text.to_owned(), what: "notification channel name", problem })?;
+        identifier(text).map_err(|problem| InvalidName {
+            name: text.to_owned(),
+            what: "notification channel name",
+            problem,
+        })?;
         Ok(Self(text.to_lowercase()))
     }
 

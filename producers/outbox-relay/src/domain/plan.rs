@@ -24,7 +24,10 @@ pub enum Outcome {
     Published(Position),
     Invalid(String),
     /// The broker did not acknowledge; `permanent` when retrying this record cannot help.
-    Failed { error: String, permanent: bool },
+    Failed {
+        error: String,
+        permanent: bool,
+    },
 }
 
 /// What to record for one row.
@@ -107,10 +110,7 @@ mod tests {
     #[test]
     fn aggregates_keep_the_order_of_their_oldest_row() {
         let window: Vec<String> = ["b", "a", "b", "c", "a", "b"].iter().map(|s| (*s).to_owned()).collect();
-        assert_eq!(
-            aggregates_in_order(&window),
-            [("b".to_owned(), 3), ("a".to_owned(), 2), ("c".to_owned(), 1)]
-        );
+        assert_eq!(aggregates_in_order(&window), [("b".to_owned(), 3), ("a".to_owned(), 2), ("c".to_owned(), 1)]);
     }
 
     #[test]
@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn given_an_invalid_row_then_it_is_rejected_and_its_aggregate_goes_on() {
-        let marks = decide(&[("a", 0), ("a", 0), ("a", 0)], vec![at(1), Outcome::Invalid("payload.x: bad".into()), at(2)], 5);
+        let marks =
+            decide(&[("a", 0), ("a", 0), ("a", 0)], vec![at(1), Outcome::Invalid("payload.x: bad".into()), at(2)], 5);
         assert_eq!(marks, [published(1), Mark::Rejected("payload.x: bad".into()), published(2)]);
     }
 
@@ -152,7 +153,10 @@ mod tests {
         let too_large = || Outcome::Failed { error: "message too large".into(), permanent: true };
         assert_eq!(decide(&[("a", 1)], vec![too_large()], 3), [Mark::Retry("message too large".into())]);
         let marks = decide(&[("a", 2), ("a", 0)], vec![too_large(), at(4)], 3);
-        assert!(matches!(&marks[0], Mark::Rejected(text) if text.contains("3 times") && text.contains("too large")), "{marks:?}");
+        assert!(
+            matches!(&marks[0], Mark::Rejected(text) if text.contains("3 times") && text.contains("too large")),
+            "{marks:?}"
+        );
         assert_eq!(marks[1], published(4), "a rejected row does not hold back its aggregate");
         assert_eq!(decide(&[("a", 50)], vec![too_large()], 0), [Mark::Retry("message too large".into())]);
     }

@@ -75,7 +75,10 @@ async fn a_relay_killed_mid_batch_resumes_without_loss_and_duplicates_keep_their
                 if published >= 200 && topic.count() > published {
                     break;
                 }
-                assert!(started.elapsed() < Duration::from_secs(60), "no batch in flight after 60s ({published} published)");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "no batch in flight after 60s ({published} published)"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             relay.kill().await.unwrap();
@@ -154,7 +157,8 @@ async fn a_stopped_relay_finishes_its_batch_in_flight() {
     wait_published(&harness, 200, Duration::from_secs(60)).await;
     let metrics = relay.stop().await;
 
-    let marked: HashSet<String> = harness.rows(TABLE).await.into_iter().filter(|r| r.published).map(|r| r.event_id).collect();
+    let marked: HashSet<String> =
+        harness.rows(TABLE).await.into_iter().filter(|r| r.published).map(|r| r.event_id).collect();
     let messages = read_topic(&harness.kafka(), "orders").await;
     let on_topic: HashSet<String> = messages.iter().map(|m| m.envelope.id.to_string()).collect();
     assert_eq!(messages.len(), on_topic.len());

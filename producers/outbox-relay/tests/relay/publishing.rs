@@ -21,7 +21,10 @@ async fn rows_written_with_business_changes_arrive_keyed_in_order_with_their_ids
     sqlx::query(SHOP_ORDERS_DDL).execute(pool).await.unwrap();
     for n in 1..=4 {
         let order = format!("o-{n}");
-        let lines = [Line { sku: "BOOK-1", quantity: n, unit_price_minor: 1250 }, Line { sku: "PEN", quantity: 1, unit_price_minor: 99 }];
+        let lines = [
+            Line { sku: "BOOK-1", quantity: n, unit_price_minor: 1250 },
+            Line { sku: "PEN", quantity: 1, unit_price_minor: 99 },
+        ];
         place_order(pool, &order, "c-7", &lines).await.unwrap();
         ship_order(pool, &order, "DHL").await.unwrap();
     }

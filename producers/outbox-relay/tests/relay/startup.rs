@@ -30,12 +30,15 @@ async fn a_missing_outbox_table_is_named_with_the_way_to_create_it() {
     let db = PgDatabase::create().await;
     let contracts = Contracts::with_ids(Catalog::embedded().unwrap(), |_| SchemaId(1));
     // No broker is contacted before the first row.
-    let producer = EventProducer::new(&KafkaSettings::for_bootstrap("127.0.0.1:1"), &ProducerSettings::default()).unwrap();
-    let settings = OutboxRelaySettings { database_url: Secret::new(db.url()), table: "shop_outbox".into(), ..Default::default() };
-    let error = OutboxRelay::build(settings, Publisher::new(producer, Arc::new(contracts)), prometheus::Registry::new())
-        .await
-        .err()
-        .unwrap();
+    let producer =
+        EventProducer::new(&KafkaSettings::for_bootstrap("127.0.0.1:1"), &ProducerSettings::default()).unwrap();
+    let settings =
+        OutboxRelaySettings { database_url: Secret::new(db.url()), table: "shop_outbox".into(), ..Default::default() };
+    let error =
+        OutboxRelay::build(settings, Publisher::new(producer, Arc::new(contracts)), prometheus::Registry::new())
+            .await
+            .err()
+            .unwrap();
     let text = format!("{error:#}");
     assert!(text.contains("shop_outbox") && text.contains("sql/outbox.sql") && text.contains("create_table"), "{text}");
 }

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventline_common::config::Secret;
 use eventline_common::envelope::Envelope;
 use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::publish::Publisher;
-use eventline_common::config::Secret;
 use eventline_e2e::Stack;
 use eventline_outbox_relay::{OutboxRelay, OutboxRelaySettings};
 use eventline_testkit::{eventually, unique, PgDatabase};
@@ -59,8 +59,8 @@ impl Harness {
     }
 
     pub fn publisher(&self) -> Publisher {
-        let producer = EventProducer::new(&self.kafka(), &ProducerSettings::default())
-            .unwrap_or_else(|e| panic!("producer: {e}"));
+        let producer =
+            EventProducer::new(&self.kafka(), &ProducerSettings::default()).unwrap_or_else(|e| panic!("producer: {e}"));
         Publisher::new(producer, Arc::new(self.stack.contracts.clone()))
     }
 
@@ -95,12 +95,10 @@ impl Harness {
 
     /// `(published, rejected, total)` rows of `table`.
     pub async fn counts(&self, table: &str) -> (i64, i64, i64) {
-        let row = sqlx::query(&format!(
-            "SELECT count(published_at), count(rejected_at), count(*) FROM {table}"
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .unwrap_or_else(|e| panic!("count: {e}"));
+        let row = sqlx::query(&format!("SELECT count(published_at), count(rejected_at), count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("count: {e}"));
         (row.get(0), row.get(1), row.get(2))
     }
 
@@ -203,9 +201,7 @@ pub fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str
         .iter()
         .filter(|family| family.name() == name)
         .flat_map(|family| family.get_metric().iter())
-        .filter(|m| {
-            labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v))
-        })
+        .filter(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
         .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
         .sum()
 }
@@ -242,7 +238,8 @@ fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Received> {
     let mut assignment = TopicPartitionList::new();
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for &partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).unwrap_or_else(|e| panic!("watermarks: {e}"));
+        let (low, high) =
+            consumer.fetch_watermarks(topic, partition, timeout).unwrap_or_else(|e| panic!("watermarks: {e}"));
         if high > low {
             ends.insert(partition, high);
             assignment.add_partition_offset(topic, partition, Offset::Offset(low)).unwrap_or_else(|e| panic!("{e}"));

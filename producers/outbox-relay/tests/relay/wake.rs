@@ -51,11 +51,8 @@ async fn the_relay_listens_again_after_its_connection_is_killed() {
     let harness = Harness::with_outbox().await;
     let relay = harness.start_relay(OutboxRelaySettings { poll_interval: SLOW_POLL, ..harness.settings() }).await;
     let first = listener_pid(&harness, None).await;
-    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(first)
-        .fetch_one(&harness.pool)
-        .await
-        .unwrap();
+    let terminated: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(first).fetch_one(&harness.pool).await.unwrap();
     assert!(terminated);
     let second = listener_pid(&harness, Some(first)).await;
     assert_ne!(first, second);

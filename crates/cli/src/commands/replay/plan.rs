@@ -112,9 +112,7 @@ pub async fn plan(
     }
     let bounds = client.bounds(selected.clone()).await?;
     let at_time = match request.target {
-        ReplayTarget::ToDatetime(time) => {
-            by_time::first_at_or_after(&client, &bounds, time.timestamp_millis()).await?
-        }
+        ReplayTarget::ToDatetime(time) => by_time::first_at_or_after(&client, &bounds, time.timestamp_millis()).await?,
         _ => BTreeMap::new(),
     };
     let mut partitions = Vec::with_capacity(selected.len());

@@ -285,9 +285,10 @@ fn min_size<'s>(schema: &'s Schema, names: &Names<'s>, depth: usize) -> usize {
         Schema::Fixed(fixed) => fixed.size,
         Schema::Duration => 12,
         Schema::Decimal(decimal) => min_size(&decimal.inner, names, depth + 1),
-        Schema::Record(record) if depth < 8 => {
-            record.fields.iter().fold(0usize, |sum, field| sum.saturating_add(min_size(&field.schema, names, depth + 1)))
-        }
+        Schema::Record(record) if depth < 8 => record
+            .fields
+            .iter()
+            .fold(0usize, |sum, field| sum.saturating_add(min_size(&field.schema, names, depth + 1))),
         Schema::Record(_) => 0,
         _ => 1,
     }

@@ -271,7 +271,9 @@ impl<'a, 's> StructSer<'a, 's> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let record: &'s RecordSchema = self.record;
         let fields = &record.fields;
-        let field = fields.get(self.next).ok_or(DatumErrorKind::LengthMismatch { announced: fields.len(), given: self.next + 1 })?;
+        let field = fields
+            .get(self.next)
+            .ok_or(DatumErrorKind::LengthMismatch { announced: fields.len(), given: self.next + 1 })?;
         value.serialize(ValueSer::new(self.out, self.names, &field.schema)).map_err(|e| e.at_field(&field.name))?;
         self.next += 1;
         Ok(())
@@ -376,7 +378,11 @@ macro_rules! tuple_like {
     )*};
 }
 
-tuple_like!(SerializeTuple::serialize_element, SerializeTupleStruct::serialize_field, SerializeTupleVariant::serialize_field);
+tuple_like!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// A map: an Avro map, or a record whose fields the keys name (e.g. `#[serde(flatten)]`).
 pub(crate) enum MapSer<'a, 's> {
@@ -405,7 +411,11 @@ impl ser::SerializeMap for MapSer<'_, '_> {
         match self {
             Self::Map(entries) => ser::SerializeMap::serialize_value(entries, value),
             Self::Record(record) => {
-                let key = record.spill().key.take().ok_or_else(|| <DatumError as ser::Error>::custom("a map value came without a key"))?;
+                let key = record
+                    .spill()
+                    .key
+                    .take()
+                    .ok_or_else(|| <DatumError as ser::Error>::custom("a map value came without a key"))?;
                 record.field(&key, value)
             }
         }
@@ -425,11 +435,19 @@ mod tests {
 
     #[test]
     fn names_compare_equal_only_when_every_byte_is_equal() {
-        for name in ["", "a", "sku", "lines", "order_id", "customer_id", "unit_price_minor", "a_name_longer_than_sixteen"] {
+        for name in
+            ["", "a", "sku", "lines", "order_id", "customer_id", "unit_price_minor", "a_name_longer_than_sixteen"]
+        {
             assert!(same_name(name, name), "{name}");
             assert!(!same_name(name, &format!("{name}x")), "{name}");
         }
-        for (a, b) in [("skv", "sku"), ("lineZ", "lines"), ("currency", "order_id"), ("abcd_1234_x", "abcd_1235_x"), ("0123456789abcdeF", "0123456789abcdef")] {
+        for (a, b) in [
+            ("skv", "sku"),
+            ("lineZ", "lines"),
+            ("currency", "order_id"),
+            ("abcd_1234_x", "abcd_1235_x"),
+            ("0123456789abcdeF", "0123456789abcdef"),
+        ] {
             assert!(!same_name(a, b), "{a} / {b}");
         }
         assert!(!same_name("a_name_longer_than_sixteeN", "a_name_longer_than_sixteen"));

@@ -54,7 +54,8 @@ impl<'a, 's> ValueSer<'a, 's> {
 
     /// Writes the index of branch `index` and returns the serializer for it.
     fn enter_branch(self, union: &'s UnionSchema, index: usize) -> Result<Self> {
-        let branch = union.variants().get(index).ok_or_else(|| DatumError::mismatch("a branch for the variant", self.schema))?;
+        let branch =
+            union.variants().get(index).ok_or_else(|| DatumError::mismatch("a branch for the variant", self.schema))?;
         let branch = self.names.resolve(branch)?;
         write_long(self.out, index as i64);
         Ok(self.with(branch))
@@ -104,7 +105,8 @@ impl<'a, 's> ValueSer<'a, 's> {
     }
 
     fn unsigned(self, value: u64) -> Result<()> {
-        let signed = i64::try_from(value).map_err(|_| <DatumError as ser::Error>::custom(format!("{value} does not fit an Avro long")))?;
+        let signed = i64::try_from(value)
+            .map_err(|_| <DatumError as ser::Error>::custom(format!("{value} does not fit an Avro long")))?;
         self.integer(signed)
     }
 
@@ -170,7 +172,9 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
                 self.out.push(u8::from(v));
                 Ok(())
             }
-            Schema::Union(union) => self.branch(union, "a boolean", |s| matches!(s, Schema::Boolean))?.serialize_bool(v),
+            Schema::Union(union) => {
+                self.branch(union, "a boolean", |s| matches!(s, Schema::Boolean))?.serialize_bool(v)
+            }
             other => Err(DatumError::mismatch("a boolean", other)),
         }
     }
@@ -192,7 +196,8 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
     }
 
     fn serialize_i128(self, v: i128) -> Result<()> {
-        let v = i64::try_from(v).map_err(|_| <DatumError as ser::Error>::custom(format!("{v} does not fit an Avro long")))?;
+        let v = i64::try_from(v)
+            .map_err(|_| <DatumError as ser::Error>::custom(format!("{v} does not fit an Avro long")))?;
         self.integer(v)
     }
 
@@ -203,9 +208,9 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
                 write_bytes(self.out, &[v]);
                 Ok(())
             }
-            Schema::Union(union) => {
-                self.branch(union, "an int, long or bytes", |s| is_integer(s) || matches!(s, Schema::Bytes))?.serialize_u8(v)
-            }
+            Schema::Union(union) => self
+                .branch(union, "an int, long or bytes", |s| is_integer(s) || matches!(s, Schema::Bytes))?
+                .serialize_u8(v),
             _ => self.integer(i64::from(v)),
         }
     }
@@ -223,7 +228,8 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
     }
 
     fn serialize_u128(self, v: u128) -> Result<()> {
-        let v = u64::try_from(v).map_err(|_| <DatumError as ser::Error>::custom(format!("{v} does not fit an Avro long")))?;
+        let v = u64::try_from(v)
+            .map_err(|_| <DatumError as ser::Error>::custom(format!("{v} does not fit an Avro long")))?;
         self.unsigned(v)
     }
 
@@ -232,7 +238,9 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
             Schema::Float => self.out.extend_from_slice(&v.to_le_bytes()),
             Schema::Double => self.out.extend_from_slice(&f64::from(v).to_le_bytes()),
             Schema::Union(union) => {
-                return self.branch(union, "a float or double", |s| matches!(s, Schema::Float | Schema::Double))?.serialize_f32(v)
+                return self
+                    .branch(union, "a float or double", |s| matches!(s, Schema::Float | Schema::Double))?
+                    .serialize_f32(v)
             }
             other => return Err(DatumError::mismatch("a float or double", other)),
         }
@@ -244,7 +252,9 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
             Schema::Float => self.out.extend_from_slice(&(v as f32).to_le_bytes()),
             Schema::Double => self.out.extend_from_slice(&v.to_le_bytes()),
             Schema::Union(union) => {
-                return self.branch(union, "a float or double", |s| matches!(s, Schema::Float | Schema::Double))?.serialize_f64(v)
+                return self
+                    .branch(union, "a float or double", |s| matches!(s, Schema::Float | Schema::Double))?
+                    .serialize_f64(v)
             }
             other => return Err(DatumError::mismatch("a float or double", other)),
         }
@@ -340,7 +350,8 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
     fn serialize_unit_variant(self, _name: &'static str, index: u32, variant: &'static str) -> Result<()> {
         match self.resolved()? {
             Schema::Enum(e) => {
-                let symbol = symbol_index(&e.symbols, variant).ok_or_else(|| DatumErrorKind::UnknownSymbol(variant.to_owned()))?;
+                let symbol = symbol_index(&e.symbols, variant)
+                    .ok_or_else(|| DatumErrorKind::UnknownSymbol(variant.to_owned()))?;
                 write_long(self.out, symbol as i64);
                 Ok(())
             }
@@ -353,7 +364,8 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
                 // variants in order, where the variant's own branch must be null.
                 let mut chosen = index as usize;
                 for (i, branch) in union.variants().iter().enumerate() {
-                    if matches!(self.names.resolve(branch)?, Schema::Enum(e) if symbol_index(&e.symbols, variant).is_some()) {
+                    if matches!(self.names.resolve(branch)?, Schema::Enum(e) if symbol_index(&e.symbols, variant).is_some())
+                    {
                         chosen = i;
                         break;
                     }
@@ -361,7 +373,8 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
                 let branch = self.enter_branch(union, chosen)?;
                 match branch.schema {
                     Schema::Enum(e) => {
-                        let symbol = symbol_index(&e.symbols, variant).ok_or_else(|| DatumErrorKind::UnknownSymbol(variant.to_owned()))?;
+                        let symbol = symbol_index(&e.symbols, variant)
+                            .ok_or_else(|| DatumErrorKind::UnknownSymbol(variant.to_owned()))?;
                         write_long(branch.out, symbol as i64);
                         Ok(())
                     }
@@ -397,7 +410,9 @@ impl<'a, 's> ser::Serializer for ValueSer<'a, 's> {
         }
         match self.resolved()? {
             Schema::Array(array) => Ok(SeqSer::new(self.out, self.names, &array.items, len)),
-            Schema::Union(union) => self.branch(union, "an array", |s| matches!(s, Schema::Array(_)))?.serialize_seq(len),
+            Schema::Union(union) => {
+                self.branch(union, "an array", |s| matches!(s, Schema::Array(_)))?.serialize_seq(len)
+            }
             other => Err(DatumError::mismatch("an array", other)),
         }
     }

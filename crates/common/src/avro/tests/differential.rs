@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::fixtures::*;
 use crate::avro::{self, CodecError, DatumErrorKind};
 use crate::catalog::Catalog;
-use crate::events::{samples, CancellationReason, OrderCancelled, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized};
+use crate::events::{
+    samples, CancellationReason, OrderCancelled, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized,
+};
 
 fn catalog_schema(name: &str) -> apache_avro::Schema {
     (*Catalog::embedded().unwrap().event(name).unwrap().schema).clone()
@@ -136,7 +138,8 @@ fn struct_fields_in_any_order_write_schema_order() {
 
 #[test]
 fn flattened_structs_and_tuple_structs_fill_records() {
-    let point = schema(r#"{"type":"record","name":"Point","fields":[{"name":"x","type":"int"},{"name":"y","type":"double"}]}"#);
+    let point =
+        schema(r#"{"type":"record","name":"Point","fields":[{"name":"x","type":"int"},{"name":"y","type":"double"}]}"#);
     let expected = apache_encode(&point, &Point { x: 3, y: 0.5 }).unwrap();
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -161,10 +164,12 @@ fn flattened_structs_and_tuple_structs_fill_records() {
 
 #[test]
 fn a_missing_field_takes_its_default_or_is_named() {
-    let s = schema(r#"{"type":"record","name":"R","fields":[
+    let s = schema(
+        r#"{"type":"record","name":"R","fields":[
         {"name":"a","type":"string"},
         {"name":"note","type":["null","string"],"default":null},
-        {"name":"level","type":"int","default":7}]}"#);
+        {"name":"level","type":"int","default":7}]}"#,
+    );
     #[derive(Serialize)]
     struct OnlyA {
         a: &'static str,
@@ -196,9 +201,11 @@ fn a_missing_field_takes_its_default_or_is_named() {
 
 #[test]
 fn skipped_fields_take_their_defaults() {
-    let s = schema(r#"{"type":"record","name":"R","fields":[
+    let s = schema(
+        r#"{"type":"record","name":"R","fields":[
         {"name":"note","type":["null","string"],"default":null},
-        {"name":"a","type":"string"}]}"#);
+        {"name":"a","type":"string"}]}"#,
+    );
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Skipping {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -338,12 +338,12 @@ where
 /// The [`DatumErrorKind`] inside a `Decode`, `Deserialize` or `Encode` error.
 pub fn datum_kind(err: &CodecError) -> Option<&DatumErrorKind> {
     match err {
-        CodecError::Encode { source, .. } | CodecError::Decode { source, .. } | CodecError::Deserialize { source, .. } => {
-            match source.as_ref() {
-                BodyError::Datum(datum) => Some(datum.kind()),
-                BodyError::Library(_) => None,
-            }
-        }
+        CodecError::Encode { source, .. }
+        | CodecError::Decode { source, .. }
+        | CodecError::Deserialize { source, .. } => match source.as_ref() {
+            BodyError::Datum(datum) => Some(datum.kind()),
+            BodyError::Library(_) => None,
+        },
         _ => None,
     }
 }

@@ -174,8 +174,7 @@ pub(crate) struct DeadLetterProducer {
 impl DeadLetterProducer {
     pub(crate) fn new(kafka: &KafkaSettings, topic: String, group: String) -> Result<Self, KafkaError> {
         let settings = ProducerSettings { delivery_timeout: DELIVERY_TIMEOUT, ..ProducerSettings::default() };
-        let producer = EventProducer::new(kafka, &settings)
-            .map_err(ProduceError::into_kafka)?;
+        let producer = EventProducer::new(kafka, &settings).map_err(ProduceError::into_kafka)?;
         Ok(Self { producer, topic, group })
     }
 
