@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::process::{Child, ChildStdin, Command};
 
+use super::connection::check_connection;
 use super::KafkaSettings;
 
 /// The Apache Kafka release the local broker runs: `kafka.version` in `kafka/pom.xml`, and the
@@ -40,6 +40,8 @@ then copy kafka/target/eventline-local-kafka.jar there too";
 const PID_FILE: &str = "kafka.pid";
 const CONTROLLER_PORT_FILE: &str = "controller.port";
 const LAUNCHER_CLASS: &str = "eventline.KafkaLauncher";
+/// How long one readiness look waits for the broker's metadata answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 /// How long a broker gets to shut down cleanly before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -216,14 +218,6 @@ impl LocalBroker {
         self.started_in
     }
 
-    /// Resolves when the process exits on its own (a crash), with how it ended.
-    pub async fn exited(&mut self) -> LocalBrokerError {
-        match self.child.wait().await {
-            Ok(status) => self.exited_error(status),
-            Err(source) => LocalBrokerError::Io { path: "kafka process".into(), source },
-        }
-    }
-
     /// How the process ended, if it has exited on its own.
     pub fn try_exited(&mut self) -> Option<LocalBrokerError> {
         match self.child.try_wait() {
@@ -281,7 +275,9 @@ impl LocalBroker {
                 return Err(self.exited_error(status));
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", self.config.port)).await.is_ok()
-                && answers_metadata(&self.bootstrap_servers()).await
+                && check_connection(&KafkaSettings::for_bootstrap(self.bootstrap_servers()), ANSWER_WITHIN)
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }
@@ -296,16 +292,6 @@ impl LocalBroker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// `true` when a broker at `bootstrap` answers a metadata request within two seconds.
-pub async fn answers_metadata(bootstrap: &str) -> bool {
-    let config = KafkaSettings::for_bootstrap(bootstrap).client_config();
-    tokio::task::spawn_blocking(move || {
-        config.create::<BaseConsumer>().map(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok()).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// `server.properties` for one combined broker and controller on loopback.
