@@ -10,16 +10,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use eventline_cli::admin::AdminSettings;
-use eventline_cli::services::{ServiceSpec, SERVICES, SETUP};
+use eventline_cli::services::{self, ServiceSpec, CONSUMERS};
 use eventline_cli::settings::UpSettings;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::db::DatabaseSettings;
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::SchemaRegistrySettings;
 use eventline_common::telemetry::TelemetrySettings;
 use eventline_http_ingest::IngestSettings;
 use eventline_outbox_relay::OutboxRelaySettings;
-use eventline_projector::ProjectorSettings;
 use eventline_registry::RegistrySettings;
 use serde_yaml::Value;
 
@@ -84,14 +83,18 @@ fn the_infrastructure_is_kafka_in_kraft_mode_confluent_registry_and_postgres() {
 }
 
 fn check_service(compose: &Value, spec: &ServiceSpec) {
-    let service = service(compose, spec.compose_name);
+    let service = service(compose, &spec.compose_name);
     let entrypoint = service["entrypoint"].as_sequence().map(|s| s[0].as_str().unwrap().to_owned());
     let binary = entrypoint.unwrap_or_else(|| "eventline".to_owned());
     assert_eq!(binary, spec.binary, "{}: wrong binary", spec.compose_name);
+    let command: Vec<String> = service["command"]
+        .as_sequence()
+        .map(|args| args.iter().map(|a| a.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(command, spec.command, "{}: wrong command", spec.compose_name);
     let env = environment(service);
-    for (section, key) in spec.required {
-        let var = section.env_var(key);
-        assert!(env.contains_key(&var), "{} must set {var}", spec.compose_name);
+    for var in &spec.required {
+        assert!(env.contains_key(var), "{} must set {var}", spec.compose_name);
     }
 
     // Every setting parses with the code's own types, with no unknown section or key.
@@ -100,7 +103,7 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
             assert!(name.starts_with("EVENTLINE_"), "{}: unexpected variable {name}", spec.compose_name);
             jail.set_env(name, value);
         }
-        let source = ConfigSource::load(None).unwrap_or_else(|e| panic!("{}: {e}", spec.compose_name));
+        let source = services::config(None).unwrap_or_else(|e| panic!("{}: {e:#}", spec.compose_name));
         let _: TelemetrySettings = source.section(Section::Telemetry).unwrap_or_else(|e| panic!("{e}"));
         let _: UpSettings = source.section(Section::Up).unwrap_or_else(|e| panic!("{e}"));
         let _: RegistrySettings = source.section(Section::Registry).unwrap_or_else(|e| panic!("{e}"));
@@ -108,12 +111,15 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
         if spec.compose_name == "eventline-http-ingest" {
             assert!(ingest.listen.starts_with("0.0.0.0:"), "ingest must listen beyond loopback in its container");
         }
-        let projector: ProjectorSettings = source.section(Section::Projector).unwrap_or_else(|e| panic!("{e}"));
-        if spec.compose_name == "eventline-projector" {
-            assert!(
-                projector.listen.starts_with("0.0.0.0:"),
-                "the query API must listen beyond loopback in its container"
-            );
+        for consumer in CONSUMERS {
+            let listen = consumer.listen(&source).unwrap_or_else(|e| panic!("{}: {e:#}", consumer.name));
+            if spec.compose_name == services::compose_name(consumer.name) {
+                assert!(
+                    listen.starts_with("0.0.0.0:"),
+                    "{} must listen beyond loopback in its container",
+                    consumer.name
+                );
+            }
         }
         let relay: OutboxRelaySettings = source.section(Section::OutboxRelay).unwrap_or_else(|e| panic!("{e}"));
         if relay.is_enabled() {
@@ -155,7 +161,7 @@ fn check_service(compose: &Value, spec: &ServiceSpec) {
 #[test]
 fn every_eventline_service_is_in_compose_with_the_settings_it_needs() {
     let compose = compose();
-    for spec in SERVICES.iter().chain([&SETUP]) {
+    for spec in services::specs().iter().chain([&services::setup()]) {
         check_service(&compose, spec);
     }
     let dockerfile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");

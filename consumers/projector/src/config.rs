@@ -1,8 +1,9 @@
-//! The projector's settings (the `[projector]` section once `Section::Projector` exists).
+//! The projector's settings: the `[consumers.projector]` table (`EVENTLINE_CONSUMERS__PROJECTOR__…`).
 
 use std::time::Duration;
 
 use eventline_common::kafka::consumer::{ConsumerSettings, OffsetMode};
+use eventline_common::service::ServiceSettings;
 use serde::{Deserialize, Serialize};
 
 /// The consumer group of the projector.
@@ -63,8 +64,23 @@ impl Default for ProjectorSettings {
     }
 }
 
+impl ServiceSettings for ProjectorSettings {
+    fn listen(&self) -> &str {
+        &self.listen
+    }
+    fn consumer(&self) -> &ConsumerSettings {
+        &self.consumer
+    }
+    fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+    fn validate(&self) -> anyhow::Result<()> {
+        Ok(self.check()?)
+    }
+}
+
 impl ProjectorSettings {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
             return Err(ConfigError::Invalid {
                 key: "default_page_size",
@@ -96,7 +112,7 @@ mod tests {
     #[test]
     fn the_defaults_are_valid_and_unknown_keys_are_refused() {
         let settings = ProjectorSettings::default();
-        assert_eq!(settings.validate(), Ok(()));
+        assert_eq!(settings.check(), Ok(()));
         assert_eq!(settings.listen, "127.0.0.1:8082");
         assert_eq!(settings.consumer.group_id, GROUP_ID);
         let parsed: ProjectorSettings = serde_json::from_str(r#"{"wait_timeout": "250ms"}"#).unwrap();
@@ -108,13 +124,13 @@ mod tests {
     fn kafka_offsets_are_refused() {
         let mut settings = ProjectorSettings::default();
         settings.consumer.offset_mode = OffsetMode::Kafka;
-        assert!(settings.validate().is_err());
+        assert!(settings.check().is_err());
     }
 
     #[test]
     fn a_single_attempt_per_batch_is_refused() {
         let mut settings = ProjectorSettings::default();
         settings.consumer.retry.max_attempts = 1;
-        assert!(matches!(settings.validate(), Err(ConfigError::Invalid { key: "consumer.retry.max_attempts", .. })));
+        assert!(matches!(settings.check(), Err(ConfigError::Invalid { key: "consumer.retry.max_attempts", .. })));
     }
 }

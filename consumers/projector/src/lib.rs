@@ -1,6 +1,6 @@
 //! The projector: read models of orders, customers and payments built only from events, and a
-//! query API over them with read-your-writes. Embed it with [`ProjectorApp`];
-//! `eventline-projector` runs it alone.
+//! query API over them with read-your-writes: the [`ProjectorService`], run by `eventline up` or
+//! alone with `eventline run projector`.
 //!
 //! - `config`: the projector settings;
 //! - `domain`: the rows and the fold (pure);
@@ -8,8 +8,8 @@
 //! - `generations`: the read model built again side by side and swapped in (its states);
 //! - `rebuild`: building a new generation, swapping, rolling back (`eventline rebuild`);
 //! - `handler`: the consumer [`Handler`](eventline_common::kafka::consumer::Handler);
-//! - `http`: the query API; `metrics`: what is counted; `app`: build and run until stopped,
-//!   following the active generation.
+//! - `http`: the query API; `metrics`: what is counted; `app`: the service (built and run by
+//!   the shared runtime), following the active generation.
 //!
 //! ```text
 //! curl -s 'http://127.0.0.1:8082/v1/orders/order-1?after=orders:3:42'
@@ -31,5 +31,5 @@ pub mod metrics;
 pub mod rebuild;
 pub mod store;
 
-pub use app::ProjectorApp;
+pub use app::ProjectorService;
 pub use config::ProjectorSettings;

@@ -6,7 +6,7 @@
 //! keeps serving and applying to the active generation, reports progress, and once the new
 //! group is near the end of the log (lag within one batch) and, checked under the write lock,
 //! its offsets have reached the active group's on every partition, swaps in one transaction. The running projector notices within
-//! [`WATCH_INTERVAL`](crate::app::WATCH_INTERVAL) and moves its consumer to the new generation.
+//! [`WATCH_INTERVAL`](eventline_common::service::WATCH_INTERVAL) and moves its consumer to the new generation.
 //! Interrupted (or failing) before the swap, the new generation is retired and its tables
 //! dropped; the active one was never touched. [`rollback`] makes the previous generation
 //! active again; [`status`] lists them.
@@ -240,7 +240,7 @@ pub async fn rebuild(
     mut on_event: impl FnMut(&RebuildEvent),
 ) -> Result<RebuildSummary, RebuildError> {
     let started_at = Instant::now();
-    context.settings.validate()?;
+    context.settings.check()?;
     context.settings.consumer.validate()?;
     Store::new(context.db.clone()).migrate().await?;
     let generations = Generations::new(context.db.clone(), context.settings.consumer.group_id.clone());

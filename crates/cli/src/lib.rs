@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "eventline", version, about = "Eventline: an event-driven backend on a Kafka backbone")]
 pub struct Cli {
-    /// A TOML config file (sections: kafka, database, registry, schema_registry, telemetry, up).
+    /// A TOML config file (sections: kafka, database, registry, schema_registry, telemetry, ingest,
+    /// outbox_relay, admin, up, and consumers.<name> per consumer service).
     /// Environment variables EVENTLINE_<SECTION>__<KEY> override it.
     #[arg(long, global = true, env = "EVENTLINE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole system locally: an Apache Kafka broker, the schema registry, every service.
     Up(commands::up::UpArgs),
+    /// Run one consumer service alone (`eventline run projector`; `--list` names them).
+    Run(commands::run::RunArgs),
     /// Publish NDJSON events from a file or stdin (validated like HTTP ingest).
     Publish(commands::publish::PublishArgs),
     /// Prepare an existing cluster: create the catalog's topics and register its schemas.
@@ -52,6 +55,7 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Up(args) => commands::up::run(cli.config.as_deref(), args).await,
+        Command::Run(args) => commands::run::run(cli.config.as_deref(), args).await,
         Command::Publish(args) => commands::publish::run(cli.config.as_deref(), args).await,
         Command::Setup(args) => commands::setup::run(cli.config.as_deref(), args).await,
         Command::Schemas(command) => commands::schemas::run(cli.config.as_deref(), command).await,

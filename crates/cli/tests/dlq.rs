@@ -32,9 +32,10 @@ use eventline_common::kafka::consumer::{DeadLetterInfo, DeadLetterReason};
 use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
 use eventline_common::kafka::{KafkaSettings, Position};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
+use eventline_common::service::{prepare, Platform};
 use eventline_e2e::TestRegistry as Registry;
 use eventline_projector::domain::{Fact, ReadModel, Recorded};
-use eventline_projector::{ProjectorApp, ProjectorSettings};
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use eventline_testkit::{eventually, Broker, SqliteDatabase};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -597,17 +598,16 @@ async fn the_projector_applies_redriven_dead_letters_exactly_once() {
     settings.consumer.retry.max_attempts = 2;
     settings.consumer.retry.initial_backoff = Duration::from_millis(10);
     settings.consumer.retry.max_backoff = Duration::from_millis(20);
-    let app = ProjectorApp::build(
-        settings,
-        db.clone(),
-        stack.kafka(),
-        client(&stack.registry.url),
-        catalog.clone(),
-        prometheus::Registry::new(),
-    )
-    .await
-    .unwrap();
-    let store = app.store().clone();
+    settings.listen = "127.0.0.1:0".into();
+    let platform = Platform {
+        kafka: stack.kafka(),
+        db: db.clone(),
+        registry_client: client(&stack.registry.url),
+        catalog: catalog.clone(),
+        metrics: prometheus::Registry::new(),
+    };
+    let app = prepare::<ProjectorService>(platform, settings).await.unwrap();
+    let store = app.service().store().clone();
     let orders_table = format!("{}orders", store.tables().prefix());
     sqlx::query(&format!(
         "CREATE TRIGGER refuse_order_t BEFORE INSERT ON {orders_table} WHEN NEW.order_id = 'order-t' \
@@ -616,9 +616,8 @@ async fn the_projector_applies_redriven_dead_letters_exactly_once() {
     .execute(db.pool())
     .await
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let token = CancellationToken::new();
-    let projector = tokio::spawn(app.run(listener, token.clone()));
+    let projector = tokio::spawn(app.run(token.clone()));
 
     let placed = |order: &str, customer: &str, total: i64| OrderPlaced {
         customer_id: customer.into(),

@@ -15,7 +15,8 @@ use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::Position;
 use eventline_common::publish::{prepare, Origin, Publisher};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
-use eventline_projector::{ProjectorApp, ProjectorSettings};
+use eventline_common::service::{self, Platform};
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 use eventline_testkit::{eventually, unique, Broker, SqliteDatabase};
 use serde_json::{json, Value};
@@ -71,12 +72,17 @@ async fn stack_with_a_projected_database() -> Stack {
     let group = unique("projector");
     let mut settings = ProjectorSettings::default();
     settings.consumer.group_id = group.clone();
-    let app = ProjectorApp::build(settings, db, broker.kafka_settings(), client, catalog, prometheus::Registry::new())
-        .await
-        .unwrap();
-    let store = app.store().clone();
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let projector = tokio::spawn(app.run(api, token.clone()));
+    settings.listen = "127.0.0.1:0".into();
+    let platform = Platform {
+        kafka: broker.kafka_settings(),
+        db,
+        registry_client: client,
+        catalog,
+        metrics: prometheus::Registry::new(),
+    };
+    let app = service::prepare::<ProjectorService>(platform, settings).await.unwrap();
+    let store = app.service().store().clone();
+    let projector = tokio::spawn(app.run(token.clone()));
 
     let publisher = Publisher::new(
         EventProducer::new(&broker.kafka_settings(), &ProducerSettings::default()).unwrap(),
@@ -139,7 +145,7 @@ async fn eventline_with(bootstrap: &str, registry: &str, database: &str, group: 
         .env("EVENTLINE_KAFKA__BOOTSTRAP_SERVERS", bootstrap)
         .env("EVENTLINE_SCHEMA_REGISTRY__URL", registry)
         .env("EVENTLINE_DATABASE__URL", database)
-        .env("EVENTLINE_PROJECTOR__CONSUMER__GROUP_ID", group)
+        .env("EVENTLINE_CONSUMERS__PROJECTOR__CONSUMER__GROUP_ID", group)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .output();
@@ -258,7 +264,7 @@ async fn ctrl_c_during_the_build_leaves_the_active_generation_untouched() {
         .env("EVENTLINE_KAFKA__BOOTSTRAP_SERVERS", stack.broker.bootstrap_servers())
         .env("EVENTLINE_SCHEMA_REGISTRY__URL", &stack.registry_url)
         .env("EVENTLINE_DATABASE__URL", stack.database.url())
-        .env("EVENTLINE_PROJECTOR__CONSUMER__GROUP_ID", &stack.group)
+        .env("EVENTLINE_CONSUMERS__PROJECTOR__CONSUMER__GROUP_ID", &stack.group)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -5,8 +5,11 @@
 //! 2. an optional TOML file (`--config FILE` or `EVENTLINE_CONFIG`);
 //! 3. environment variables `EVENTLINE_<SECTION>__<KEY>`, e.g. `EVENTLINE_KAFKA__BOOTSTRAP_SERVERS`.
 //!
-//! The file is one document with a table per [`Section`]. An unknown table or an unknown key
-//! inside a table is an error that names it; durations are written like `"10s"` or `"250ms"`.
+//! The file is one document with a table per [`Section`], and a table per consumer service under
+//! `[consumers.<name>]` (e.g. `[consumers.projector]`, `EVENTLINE_CONSUMERS__PROJECTOR__LISTEN`).
+//! An unknown table or an unknown key inside a table is an error that names it; durations are
+//! written like `"10s"` or `"250ms"`. Consumer names are checked by whoever knows them all
+//! ([`ConfigSource::check_consumers`], called by the `eventline` command).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,7 +34,8 @@ pub enum Section {
     SchemaRegistry,
     Ingest,
     OutboxRelay,
-    Projector,
+    /// `[consumers.<name>]`: one table per consumer service, named by the service.
+    Consumers,
     Up,
     Admin,
 }
@@ -45,7 +49,7 @@ impl Section {
         Section::SchemaRegistry,
         Section::Ingest,
         Section::OutboxRelay,
-        Section::Projector,
+        Section::Consumers,
         Section::Up,
         Section::Admin,
     ];
@@ -59,7 +63,7 @@ impl Section {
             Section::SchemaRegistry => "schema_registry",
             Section::Ingest => "ingest",
             Section::OutboxRelay => "outbox_relay",
-            Section::Projector => "projector",
+            Section::Consumers => "consumers",
             Section::Up => "up",
             Section::Admin => "admin",
         }
@@ -79,9 +83,11 @@ pub enum ConfigError {
     MalformedEnvVar { name: String },
     #[error("unknown config section `{name}` (known: {known})")]
     UnknownSection { name: String, known: String },
+    #[error("unknown consumer `{name}` in [consumers] (known: {known})")]
+    UnknownConsumer { name: String, known: String },
     #[error("invalid config in section `{section}`: {source}")]
     Invalid {
-        section: &'static str,
+        section: String,
         #[source]
         source: Box<figment::Error>,
     },
@@ -121,8 +127,9 @@ impl ConfigSource {
 
     fn checked(figment: Figment) -> Result<Self, ConfigError> {
         let known: Vec<&str> = Section::ALL.iter().map(|s| s.key()).collect();
-        let data =
-            figment.data().map_err(|source| ConfigError::Invalid { section: "(file)", source: Box::new(source) })?;
+        let data = figment
+            .data()
+            .map_err(|source| ConfigError::Invalid { section: "(file)".to_owned(), source: Box::new(source) })?;
         for dict in data.values() {
             for name in dict.keys() {
                 if !known.contains(&name.as_str()) {
@@ -142,7 +149,35 @@ impl ConfigSource {
         Figment::from(Serialized::defaults(T::default()))
             .merge(self.figment.focus(section.key()))
             .extract()
-            .map_err(|source| ConfigError::Invalid { section: section.key(), source: Box::new(source) })
+            .map_err(|source| ConfigError::Invalid { section: section.key().to_owned(), source: Box::new(source) })
+    }
+
+    /// The settings of the consumer service `name` (`[consumers.<name>]`): `defaults`,
+    /// overridden by the file, then the environment.
+    pub fn consumer<T>(&self, name: &str, defaults: T) -> Result<T, ConfigError>
+    where
+        T: DeserializeOwned + Serialize,
+    {
+        let key = format!("{}.{name}", Section::Consumers.key());
+        Figment::from(Serialized::defaults(defaults))
+            .merge(self.figment.focus(&key))
+            .extract()
+            .map_err(|source| ConfigError::Invalid { section: key, source: Box::new(source) })
+    }
+
+    /// Refuses a `[consumers.<name>]` table whose name is not in `known` (a typo would
+    /// otherwise leave that consumer on its defaults).
+    pub fn check_consumers(&self, known: &[&str]) -> Result<(), ConfigError> {
+        let consumers = self.figment.focus(Section::Consumers.key());
+        let data = consumers
+            .data()
+            .map_err(|source| ConfigError::Invalid { section: "consumers".to_owned(), source: Box::new(source) })?;
+        for dict in data.values() {
+            if let Some(name) = dict.keys().find(|name| !known.contains(&name.as_str())) {
+                return Err(ConfigError::UnknownConsumer { name: name.clone(), known: known.join(", ") });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -249,6 +284,32 @@ mod tests {
             jail.set_env("EVENTLINE_KAFKA_BOOTSTRAP_SERVERS", "x:1");
             let err = ConfigSource::load(None).err().unwrap().to_string();
             assert!(err.contains("EVENTLINE_KAFKA_BOOTSTRAP_SERVERS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_consumer_reads_its_own_table_and_unknown_consumers_are_refused() {
+        let source = ConfigSource::from_toml("[consumers.counter]\nport = 9000").unwrap();
+        let demo: Demo = source.consumer("counter", Demo::default()).unwrap();
+        assert_eq!(demo.port, 9000);
+        let other: Demo = source.consumer("other", Demo { port: 1, ..Demo::default() }).unwrap();
+        assert_eq!(other.port, 1, "a consumer without a table keeps its defaults");
+        assert!(source.check_consumers(&["counter", "other"]).is_ok());
+        let err = source.check_consumers(&["other"]).unwrap_err().to_string();
+        assert!(err.contains("`counter`") && err.contains("known: other"), "{err}");
+        let typo = ConfigSource::from_toml("[consumers.counter]\nprot = 9000").unwrap();
+        let err = typo.consumer("counter", Demo::default()).unwrap_err().to_string();
+        assert!(err.contains("prot") && err.contains("consumers.counter"), "{err}");
+    }
+
+    #[test]
+    fn consumer_settings_come_from_the_environment_too() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EVENTLINE_CONSUMERS__COUNTER__PORT", "9200");
+            let source = ConfigSource::load(None).unwrap();
+            let demo: Demo = source.consumer("counter", Demo::default()).unwrap();
+            assert_eq!(demo.port, 9200);
             Ok(())
         });
     }

@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod publish;
 pub mod registry_client;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

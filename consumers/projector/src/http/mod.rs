@@ -27,7 +27,7 @@ use crate::domain::OrderStatus;
 use crate::generations::ActiveStore;
 use crate::store::{Cursor, Store};
 pub use error::ApiError;
-pub use position::{CurrentProgress, Waiter, POSITION_HEADER};
+pub use position::{Waiter, POSITION_HEADER};
 use views::{CustomerView, OrderPage, OrderView};
 
 pub const ORDER_PATH: &str = "/v1/orders/{order_id}";

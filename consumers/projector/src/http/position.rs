@@ -2,12 +2,12 @@
 //! `Eventline-Position` header, `topic:partition:offset`) and the query waits, bounded, until
 //! the group of the active generation has applied it.
 
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use eventline_common::kafka::consumer::{ConsumerProgress, OffsetStore};
+use eventline_common::kafka::consumer::OffsetStore;
 use eventline_common::kafka::Position;
+use eventline_common::service::CurrentProgress;
 use tokio::time::Instant;
 
 use super::error::ApiError;
@@ -41,21 +41,6 @@ pub fn requested(after: Option<&str>, headers: &HeaderMap) -> Result<Option<Posi
 
 fn bad(parameter: &'static str) -> ApiError {
     ApiError::BadRequest { parameter, detail: "expected topic:partition:offset, e.g. orders:3:42".to_owned() }
-}
-
-/// The progress of this process's running consumer, replaced when it follows a new
-/// generation; empty while none runs.
-#[derive(Debug, Clone, Default)]
-pub struct CurrentProgress(Arc<RwLock<Option<ConsumerProgress>>>);
-
-impl CurrentProgress {
-    pub fn set(&self, progress: Option<ConsumerProgress>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = progress;
-    }
-
-    pub fn get(&self) -> Option<ConsumerProgress> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
 }
 
 /// Waits for read-your-writes.

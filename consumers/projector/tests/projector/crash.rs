@@ -151,12 +151,12 @@ async fn survives_sigkill_at_random_points(name: &str, db_url: &str) {
             ("EVENTLINE_KAFKA__BOOTSTRAP_SERVERS", env.stack.broker.bootstrap_servers()),
             ("EVENTLINE_SCHEMA_REGISTRY__URL", env.stack.registry.url.clone()),
             ("EVENTLINE_DATABASE__URL", db_url.to_owned()),
-            ("EVENTLINE_PROJECTOR__LISTEN", listen.clone()),
-            ("EVENTLINE_PROJECTOR__CONSUMER__GROUP_ID", group.clone()),
+            ("EVENTLINE_CONSUMERS__PROJECTOR__LISTEN", listen.clone()),
+            ("EVENTLINE_CONSUMERS__PROJECTOR__CONSUMER__GROUP_ID", group.clone()),
             // A killed member holds its partitions until its session times out (45 s by
             // default): keep that short so restarts get them back soon.
             (
-                "EVENTLINE_PROJECTOR__CONSUMER__PROPERTIES",
+                "EVENTLINE_CONSUMERS__PROJECTOR__CONSUMER__PROPERTIES",
                 r#"{"session.timeout.ms"="6000","heartbeat.interval.ms"="1000"}"#.to_owned(),
             ),
             ("RUST_LOG", "warn".to_owned()),

@@ -25,8 +25,7 @@ async fn a_query_after_a_position_waits_until_it_is_applied() {
     assert_eq!(status, 404, "not applied before the consumer runs");
 
     let query = tokio::spawn(get_owned(format!("{url}/v1/orders/order-ryw?after={after}")));
-    let consumer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = tokio::spawn(app.run(consumer, token.clone()));
+    let running = tokio::spawn(app.run(token.clone()));
     let (status, order) = query.await.unwrap();
     assert_eq!(status, 200, "{order}");
     assert_eq!(order["order_id"], "order-ryw");

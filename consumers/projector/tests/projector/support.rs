@@ -9,10 +9,11 @@ use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::DomainEvent;
 use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
 use eventline_common::kafka::Position;
+use eventline_common::service::{prepare, Platform, Prepared};
 use eventline_e2e::Stack;
 use eventline_projector::domain::{Fact, Recorded};
 use eventline_projector::store::Store;
-use eventline_projector::{ProjectorApp, ProjectorSettings};
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use eventline_testkit::{eventually, unique, PgDatabase, SqliteDatabase};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,7 @@ pub fn settings() -> ProjectorSettings {
     settings.consumer.lag_report_interval = Duration::from_millis(500);
     settings.wait_timeout = Duration::from_secs(10);
     settings.default_page_size = 2;
+    settings.listen = "127.0.0.1:0".into();
     settings
 }
 
@@ -113,18 +115,16 @@ impl Env {
         last.into_values().collect()
     }
 
-    /// Builds a projector over `db` with `settings`.
-    pub async fn projector(&self, settings: ProjectorSettings, db: Database) -> ProjectorApp {
-        ProjectorApp::build(
-            settings,
+    /// Builds a projector over `db` with `settings`, its query API bound.
+    pub async fn projector(&self, settings: ProjectorSettings, db: Database) -> Prepared<ProjectorService> {
+        let platform = Platform {
+            kafka: self.stack.broker.kafka_settings(),
             db,
-            self.stack.broker.kafka_settings(),
-            self.stack.registry.client.clone(),
-            Catalog::embedded().unwrap(),
-            prometheus::Registry::new(),
-        )
-        .await
-        .unwrap()
+            registry_client: self.stack.registry.client.clone(),
+            catalog: Catalog::embedded().unwrap(),
+            metrics: prometheus::Registry::new(),
+        };
+        prepare::<ProjectorService>(platform, settings).await.unwrap()
     }
 }
 
@@ -148,11 +148,10 @@ impl Running {
         let (test_db, db) = TestDb::create(backend).await;
         let group = settings.consumer.group_id.clone();
         let app = env.projector(settings, db).await;
-        let store = app.store().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let store = app.service().store().clone();
+        let url = format!("http://{}", app.local_addr().unwrap());
         let token = CancellationToken::new();
-        let task = tokio::spawn(app.run(listener, token.clone()));
+        let task = tokio::spawn(app.run(token.clone()));
         Self { url, store, group, http: reqwest::Client::new(), token, task, _db: test_db }
     }
 

@@ -28,14 +28,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Secret, Section};
+use eventline_common::config::{Secret, Section};
 use eventline_common::db::DatabaseSettings;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::SchemaRegistrySettings;
+use eventline_common::service::ConsumerService as _;
 use eventline_common::shutdown::Supervisor;
 use eventline_common::telemetry::{self, TelemetrySettings};
-use eventline_projector::ProjectorSettings;
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use serde::{Deserialize, Serialize};
 
 pub use problem::Problem;
@@ -108,7 +109,7 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 
 /// `eventline admin`: serves the admin API until Ctrl-C / SIGTERM.
 pub async fn run(config_file: Option<&Path>) -> anyhow::Result<()> {
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let telemetry_settings: TelemetrySettings = source.section(Section::Telemetry)?;
     telemetry::init(&telemetry_settings);
     let settings: AdminSettings = source.section(Section::Admin)?;
@@ -119,7 +120,7 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<()> {
         kafka,
         source.section(Section::Database)?,
         source.section(Section::SchemaRegistry)?,
-        source.section(Section::Projector)?,
+        source.consumer(ProjectorService::NAME, ProjectorSettings::default())?,
         Catalog::embedded().context("the embedded catalog is invalid")?,
     )?;
     let listener = eventline_common::http::bind(&settings.listen, "admin API").await?;

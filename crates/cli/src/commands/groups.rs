@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::consumer::{group_lag, OffsetSource, OffsetStore, PartitionLag};
@@ -287,7 +287,7 @@ pub fn missing_sqlite_file(settings: &DatabaseSettings) -> Option<String> {
 }
 
 pub async fn run(config_file: Option<&Path>, args: GroupsArgs) -> anyhow::Result<()> {
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let database: DatabaseSettings = source.section(Section::Database)?;

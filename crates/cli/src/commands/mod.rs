@@ -3,6 +3,7 @@ pub mod groups;
 pub mod publish;
 pub mod rebuild;
 pub mod replay;
+pub mod run;
 pub mod schemas;
 pub mod setup;
 pub mod tail;

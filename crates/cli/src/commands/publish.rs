@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::Args;
 use eventline_common::avro_json::FieldError;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::contracts::Contracts;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::producer::{EventProducer, ProduceError, ProducerSettings};
@@ -182,7 +182,7 @@ fn progress_line(summary: &Summary, bytes_read: u64, total: Option<u64>, elapsed
 }
 
 pub async fn run(config_file: Option<&Path>, args: PublishArgs) -> anyhow::Result<()> {
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     if !args.dry_run {
         check_connection(&kafka, CONNECT_TIMEOUT).await?;

@@ -20,17 +20,18 @@ use anyhow::Context;
 use chrono::DateTime;
 use clap::{Args, ValueEnum};
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
+use eventline_common::service::ConsumerService as _;
 use eventline_projector::generations::Generation;
 use eventline_projector::rebuild::{
     self, BuildProgress, GenerationsStatus, RebuildContext, RebuildEvent, RebuildOutcome, RebuildSummary,
     RollbackSummary, STALE_AFTER,
 };
-use eventline_projector::ProjectorSettings;
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use tokio_util::sync::CancellationToken;
 
 use super::publish::OutputFormat;
@@ -66,12 +67,12 @@ struct RebuildConfig {
 
 impl RebuildConfig {
     fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let source = ConfigSource::load(file)?;
+        let source = crate::services::config(file)?;
         Ok(Self {
             kafka: source.section(Section::Kafka)?,
             schema_registry: source.section(Section::SchemaRegistry)?,
             database: source.section(Section::Database)?,
-            projector: source.section(Section::Projector)?,
+            projector: source.consumer(ProjectorService::NAME, ProjectorSettings::default())?,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::contracts::Contracts;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 
@@ -38,7 +38,7 @@ fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
 }
 
 fn client(config_file: Option<&Path>) -> anyhow::Result<RegistryClient> {
-    let settings: SchemaRegistrySettings = ConfigSource::load(config_file)?.section(Section::SchemaRegistry)?;
+    let settings: SchemaRegistrySettings = crate::services::config(config_file)?.section(Section::SchemaRegistry)?;
     Ok(RegistryClient::new(&settings)?)
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Args;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::contracts::Contracts;
 use eventline_common::kafka::admin::ensure_catalog_topics;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
@@ -21,7 +21,7 @@ pub struct SetupArgs {
 }
 
 pub async fn run(config_file: Option<&Path>, args: SetupArgs) -> anyhow::Result<()> {
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
 use eventline_common::avro;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::envelope::Envelope;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
@@ -343,7 +343,7 @@ pub async fn run(config_file: Option<&Path>, args: TailArgs) -> anyhow::Result<(
     let from = StartAt::parse(&args.from)?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;
     let event_type = args.event_type.as_deref().map(|name| resolve_event_type(&catalog, name)).transpose()?;
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     let registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
     let client = RegistryClient::new(&registry)?;

@@ -2,7 +2,9 @@
 //!
 //! Starts (unless told otherwise) a local Apache Kafka broker with its log on disk, creates the
 //! catalog's topics, runs the schema registry over the configured database (SQLite by default),
-//! registers the catalog's schemas, and then runs until Ctrl-C / SIGTERM, draining on the way out.
+//! registers the catalog's schemas, starts HTTP ingest, every consumer service in
+//! [`CONSUMERS`](crate::services::CONSUMERS), the admin API and (when configured) the outbox relay,
+//! and then runs until Ctrl-C / SIGTERM, draining on the way out.
 
 use std::path::Path;
 
@@ -19,11 +21,12 @@ use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::publish::Publisher;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
+use eventline_common::service::{ConsumerService as _, Platform, PreparedService};
 use eventline_common::shutdown::Supervisor;
 use eventline_common::telemetry::{self, TelemetrySettings};
 use eventline_http_ingest::{IngestApp, IngestSettings};
 use eventline_outbox_relay::{OutboxRelay, OutboxRelaySettings};
-use eventline_projector::{ProjectorApp, ProjectorSettings};
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 
 use crate::admin::{self, AdminSettings, AdminState};
@@ -48,11 +51,12 @@ struct UpConfig {
     projector: ProjectorSettings,
     admin: AdminSettings,
     up: UpSettings,
+    source: ConfigSource,
 }
 
 impl UpConfig {
     fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let source = ConfigSource::load(file)?;
+        let source = crate::services::config(file)?;
         Ok(Self {
             telemetry: source.section(Section::Telemetry)?,
             kafka: source.section(Section::Kafka)?,
@@ -61,9 +65,10 @@ impl UpConfig {
             schema_registry: source.section(Section::SchemaRegistry)?,
             ingest: source.section(Section::Ingest)?,
             outbox_relay: source.section(Section::OutboxRelay)?,
-            projector: source.section(Section::Projector)?,
+            projector: source.consumer(ProjectorService::NAME, ProjectorSettings::default())?,
             admin: source.section(Section::Admin)?,
             up: source.section(Section::Up)?,
+            source,
         })
     }
 }
@@ -120,17 +125,22 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     let listener = eventline_common::http::bind(&config.ingest.listen, "HTTP ingest").await?;
     supervisor.spawn("http-ingest", ingest.run(listener, supervisor.token()));
 
-    let projector = ProjectorApp::build(
-        config.projector.clone(),
-        database.clone(),
-        config.kafka.clone(),
-        client.clone(),
-        catalog.clone(),
-        metrics.clone(),
-    )
-    .await?;
-    let listener = eventline_common::http::bind(&config.projector.listen, "projector query API").await?;
-    supervisor.spawn("projector", projector.run(listener, supervisor.token()));
+    let platform = Platform {
+        kafka: config.kafka.clone(),
+        db: database.clone(),
+        registry_client: client.clone(),
+        catalog: catalog.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut consumers: Vec<(&'static str, std::net::SocketAddr)> = Vec::new();
+    for entry in crate::services::CONSUMERS {
+        let prepared: PreparedService = entry
+            .prepare(platform.clone(), config.source.clone())
+            .await
+            .with_context(|| format!("cannot start the consumer service {}", entry.name))?;
+        consumers.push((prepared.name, prepared.local_addr));
+        supervisor.spawn(prepared.name, prepared.run(supervisor.token()));
+    }
 
     let admin_token = admin_token(&config.admin, &config.up.data_dir)?;
     let admin_state = AdminState::new(
@@ -169,7 +179,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
         });
     }
 
-    print_banner(&config, &catalog, &contracts, &created);
+    print_banner(&config, &catalog, &contracts, &created, &consumers);
     let outcome = supervisor.run_until_stopped().await;
     // Every Kafka client goes before the broker does, so none of them logs the broker leaving.
     drop(publisher);
@@ -180,7 +190,13 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     outcome
 }
 
-fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, created: &[String]) {
+fn print_banner(
+    config: &UpConfig,
+    catalog: &Catalog,
+    contracts: &Contracts,
+    created: &[String],
+    consumers: &[(&str, std::net::SocketAddr)],
+) {
     let topics: Vec<String> = catalog
         .topics()
         .iter()
@@ -198,6 +214,9 @@ fn print_banner(config: &UpConfig, catalog: &Catalog, contracts: &Contracts, cre
     println!("  schemas          {} registered", contracts.events().count());
     println!("  http ingest      http://{}/v1/events (OpenAPI at /openapi.json)", config.ingest.listen);
     println!("  read models      http://{}/v1/orders/{{id}}, /v1/customers/{{id}}[/orders]", config.projector.listen);
+    for (name, addr) in consumers {
+        println!("  consumer         {name:<16} http://{addr}/metrics");
+    }
     let token_from = if config.admin.token.is_empty() {
         format!("token in {}", admin_token_file(&config.up.data_dir).display())
     } else {

@@ -26,7 +26,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
@@ -149,7 +149,7 @@ impl RedriveArgs {
 }
 
 pub async fn run(config_file: Option<&Path>, args: DlqArgs) -> anyhow::Result<()> {
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let catalog = Catalog::embedded().context("the embedded catalog is invalid")?;

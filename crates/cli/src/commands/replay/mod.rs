@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
-use eventline_common::config::{ConfigSource, Section};
+use eventline_common::config::Section;
 use eventline_common::db::DatabaseSettings;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
@@ -122,7 +122,7 @@ impl ReplayArgs {
 
 pub async fn run(config_file: Option<&Path>, args: ReplayArgs) -> anyhow::Result<()> {
     let request = args.request()?;
-    let source = ConfigSource::load(config_file)?;
+    let source = crate::services::config(config_file)?;
     let kafka: KafkaSettings = source.section(Section::Kafka)?;
     check_connection(&kafka, CONNECT_TIMEOUT).await?;
     let database: DatabaseSettings = source.section(Section::Database)?;
