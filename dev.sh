@@ -40,6 +40,16 @@ require_cargo() {
   command -v cargo >/dev/null 2>&1 || fail "cargo is not installed: install Rust from your distribution or rustup first."
 }
 
+# rustfmt and clippy run in the test command; rustup installs them when the toolchain lacks them.
+ensure_lint_tools() {
+  if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+    return
+  fi
+  command -v rustup >/dev/null 2>&1 || fail "cargo fmt and cargo clippy are missing and there is no rustup to install them"
+  say "Installing rustfmt and clippy (rustup component add)."
+  rustup component add rustfmt clippy
+}
+
 java_major() {
   local java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
   "$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1
@@ -174,10 +184,15 @@ cmd_test() {
   ensure_kafka
   ensure_python
   ensure_postgres
+  ensure_lint_tools
   export TESTKIT_PYTHON="$PWD/.venv/bin/python"
   local started=$SECONDS
+  say "Checking the formatting (cargo fmt --check)."
+  cargo fmt --all --check
   say "Building the workspace and its tests."
   cargo build --workspace --locked --all-targets --quiet
+  say "Linting (cargo clippy --all-targets -D warnings)."
+  cargo clippy --workspace --locked --all-targets --quiet -- -D warnings
   start_shared_kafka
   if ensure_nextest; then
     say "Running doc tests."

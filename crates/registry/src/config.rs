@@ -35,7 +35,6 @@ impl Default for RegistrySettings {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use eventline_common::config::{ConfigSource, Section};

@@ -125,7 +125,6 @@ fn take_free_port(ports: std::ops::Range<u16>) -> Option<u16> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 mod tests {
     use std::net::TcpListener;
 

@@ -144,7 +144,6 @@ impl Default for RateLimitSettings {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use eventline_common::config::{ConfigSource, Section};

@@ -133,7 +133,6 @@ impl OutboxRelaySettings {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use eventline_common::config::{ConfigSource, Section};

@@ -79,7 +79,6 @@ pub fn outbox_ddl(table: &TableName, channel: &ChannelName) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::config::{DEFAULT_CHANNEL, DEFAULT_TABLE};

@@ -314,5 +314,4 @@ pub fn behind(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -393,7 +393,6 @@ pub(crate) fn writable(state: Option<&str>) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use eventline_common::telemetry::error_chain;
+
 use crate::commands::dlq::DlqError;
 use crate::commands::replay::ReplayError;
 
@@ -93,9 +95,4 @@ impl From<DlqError> for Problem {
             _ => Self::bad_request(detail),
         }
     }
-}
-
-/// The message with its causes, as the CLI prints it.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    eventline_common::telemetry::error_chain(error)
 }

@@ -15,7 +15,6 @@ mod ser;
 mod varint;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 mod tests;
 
 use std::fmt;

@@ -211,7 +211,6 @@ impl EventProducer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 mod tests {
     use rdkafka::mocking::MockCluster;
 

@@ -156,7 +156,6 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use CompatibilityLevel::*;

@@ -176,7 +176,6 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -145,7 +145,6 @@ impl FromRequestParts<AppState> for WriteAccess {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

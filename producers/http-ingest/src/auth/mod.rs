@@ -151,7 +151,6 @@ fn reason(kind: &ErrorKind) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use eventline_common::config::Secret;

@@ -60,7 +60,6 @@ impl Scopes {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use eventline_common::catalog::Catalog;

@@ -117,7 +117,6 @@ fn column_path(error: &FieldError) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use eventline_common::avro::SchemaId;

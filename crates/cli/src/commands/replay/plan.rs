@@ -252,7 +252,6 @@ impl Place<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use chrono::Utc;
 

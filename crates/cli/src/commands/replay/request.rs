@@ -110,7 +110,6 @@ pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, ReplayError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -197,7 +197,6 @@ pub(crate) fn raw_event_type(message: &OwnedMessage) -> Option<String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::registry_client::SchemaRegistrySettings;

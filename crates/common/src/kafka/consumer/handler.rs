@@ -229,7 +229,6 @@ impl From<EventError> for HandlerError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 pub(crate) mod tests {
     use super::*;
     use crate::catalog::Catalog;

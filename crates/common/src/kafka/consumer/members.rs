@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::offsets::OffsetStore;
 use crate::db::Database;
+use crate::telemetry::error_chain;
 
 /// How often a running member refreshes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
@@ -231,17 +232,6 @@ async fn beat(registry: MemberRegistry, member: Member, stop: CancellationToken,
             Ok(()) => {}
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -194,6 +194,5 @@ fn push_front(work: &mut VecDeque<Vec<Delivered>>, events: Vec<Delivered>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 #[path = "retry_tests.rs"]
 mod tests;
