@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod contracts;
 pub mod db;
+pub mod effects;
 pub mod envelope;
 pub mod events;
 pub mod http;

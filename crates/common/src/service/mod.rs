@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::{ConfigSource, Section};
 use crate::db::{Database, DatabaseSettings};
+use crate::effects::EffectLedger;
 use crate::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use crate::kafka::consumer::{ConsumerProgress, ConsumerSettings, Handler};
 use crate::kafka::KafkaSettings;
@@ -60,6 +62,13 @@ pub trait ConsumerService: Sized + Send + Sync + 'static {
     /// Routes served beside `/health/*` and `/metrics`.
     fn routes(&self) -> Router {
         Router::new()
+    }
+
+    /// Tasks that run beside the consumer for as long as the service runs (an
+    /// [`EffectWorker`](crate::effects::EffectWorker)); one failing stops the service.
+    fn background(&self, token: CancellationToken) -> Vec<BoxFuture<'static, anyhow::Result<()>>> {
+        let _ = token;
+        Vec::new()
     }
 
     /// The consumer group to run under now: by default the configured one, for good. A service
@@ -141,6 +150,8 @@ impl Platform {
 /// What a service is built with: its settings and the [`Platform`].
 #[derive(Clone)]
 pub struct ServiceContext<S> {
+    /// [`ConsumerService::NAME`].
+    pub name: &'static str,
     pub settings: S,
     pub kafka: KafkaSettings,
     pub db: Database,
@@ -152,9 +163,14 @@ pub struct ServiceContext<S> {
 }
 
 impl<S> ServiceContext<S> {
-    pub fn new(platform: Platform, settings: S) -> Self {
+    pub fn new(name: &'static str, platform: Platform, settings: S) -> Self {
         let Platform { kafka, db, registry_client, catalog, metrics } = platform;
-        Self { settings, kafka, db, registry_client, catalog, metrics, progress: CurrentProgress::default() }
+        Self { name, settings, kafka, db, registry_client, catalog, metrics, progress: CurrentProgress::default() }
+    }
+
+    /// The service's effect ledger (its table is created before the service is built).
+    pub fn effect_ledger(&self) -> EffectLedger {
+        EffectLedger::new(self.db.clone(), self.name)
     }
 }
 

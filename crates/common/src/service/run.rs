@@ -24,21 +24,19 @@ pub struct Prepared<S: ConsumerService> {
     listener: TcpListener,
 }
 
-/// Validates `settings`, migrates the transactional offset table when the consumer uses it,
+/// Validates `settings`, migrates the runtime's tables (offsets, members, the effect ledger),
 /// builds the service and binds its listener.
 pub async fn prepare<S: ConsumerService>(platform: Platform, settings: S::Settings) -> anyhow::Result<Prepared<S>> {
     let name = S::NAME;
     settings.validate().with_context(|| format!("invalid settings in [consumers.{name}]"))?;
     settings.consumer().validate().with_context(|| format!("invalid settings in [consumers.{name}.consumer]"))?;
-    if settings.consumer().offset_mode == OffsetMode::Transactional {
-        OffsetStore::new(platform.db.clone())
-            .migrate()
-            .await
-            .with_context(|| format!("cannot create the offset table for {name}"))?;
-    }
+    OffsetStore::new(platform.db.clone())
+        .migrate()
+        .await
+        .with_context(|| format!("cannot create the consumer runtime's tables for {name}"))?;
     let consumer_metrics = ConsumerMetrics::shared().context("cannot create the consumer metrics")?;
     consumer_metrics.register(&platform.metrics).context("cannot register the consumer metrics")?;
-    let ctx = ServiceContext::new(platform, settings);
+    let ctx = ServiceContext::new(name, platform, settings);
     let service = S::build(&ctx).await.with_context(|| format!("cannot build the {name} service"))?;
     let listener = crate::http::bind(ctx.settings.listen(), name).await?;
     Ok(Prepared { service: Arc::new(service), ctx, consumer_metrics, listener })
@@ -93,7 +91,20 @@ impl<S: ConsumerService> Prepared<S> {
             }
             consumed
         };
-        let (served, consumed) = tokio::join!(serving, consuming);
+        let background = futures::future::join_all(service.background(token.clone()).into_iter().map(|task| {
+            let token = token.clone();
+            async move {
+                let done = task.await;
+                if done.is_err() {
+                    token.cancel();
+                }
+                done
+            }
+        }));
+        let (served, consumed, background) = tokio::join!(serving, consuming, background);
+        background
+            .into_iter()
+            .try_for_each(|done| done.with_context(|| format!("a background task of {name} failed")))?;
         consumed.and(served)
     }
 }
