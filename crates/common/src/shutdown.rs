@@ -107,6 +107,43 @@ fn task_error(joined: Result<(String, anyhow::Result<()>), tokio::task::JoinErro
     }
 }
 
+/// SIGINT and SIGTERM listeners installed at once, so a signal during start-up (while a
+/// service connects or migrates) stops it cleanly instead of killing it.
+pub struct Signals {
+    #[cfg(unix)]
+    listeners: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listeners = [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|kind| signal(kind).ok())
+                .collect();
+            Self { listeners }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves once SIGINT or SIGTERM arrived (since [`install`](Self::install)).
+    pub async fn received(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.listeners.is_empty() {
+                return wait_for_signal().await;
+            }
+            let waits = self.listeners.iter_mut().map(|listener| Box::pin(listener.recv()));
+            futures::future::select_all(waits).await;
+        }
+        #[cfg(not(unix))]
+        wait_for_signal().await
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

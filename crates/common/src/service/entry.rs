@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{prepare, ConsumerService, Platform, ServiceSettings};
 use crate::config::{ConfigSource, Section};
-use crate::shutdown::Supervisor;
+use crate::shutdown::{Signals, Supervisor};
 use crate::telemetry::TelemetrySettings;
 
 /// A consumer service in a list of services.
@@ -111,10 +111,26 @@ pub async fn process(entry: &ServiceEntry) -> anyhow::Result<()> {
 /// Runs the service `entry` alone until Ctrl-C or SIGTERM, with the sections `telemetry`,
 /// `kafka`, `schema_registry`, `database` and its own `[consumers.<name>]` of `source`.
 pub async fn main(entry: &ServiceEntry, source: ConfigSource) -> anyhow::Result<()> {
-    let platform = Platform::connect(&source).await?;
-    let prepared = entry.prepare(platform, source).await?;
+    let mut signals = Signals::install();
+    let starting = async {
+        let platform = Platform::connect(&source).await?;
+        entry.prepare(platform, source).await
+    };
+    let prepared = tokio::select! {
+        prepared = starting => prepared?,
+        () = signals.received() => {
+            tracing::info!(service = entry.name, "stopped while starting");
+            return Ok(());
+        }
+    };
     let mut supervisor = Supervisor::new(prepared.drain_timeout);
     let name = prepared.name;
     supervisor.spawn(name, prepared.run(supervisor.token()));
-    supervisor.run_until_stopped().await.with_context(|| format!("{name} stopped with an error"))
+    supervisor
+        .run_until(async move {
+            signals.received().await;
+            tracing::info!("shutdown signal received, draining");
+        })
+        .await
+        .with_context(|| format!("{name} stopped with an error"))
 }
