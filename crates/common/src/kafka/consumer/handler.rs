@@ -183,10 +183,11 @@ impl EventError {
 /// - `Duplicate`: the event at `offset` (or the whole batch) was applied before; it is dropped
 ///   and counted, and the rest is handled again.
 /// - `Unavailable`: nothing is wrong with the events; a `dependency` the handler needs (a
-///   database, a downstream service) cannot be reached. The runtime pauses and calls again with
-///   the same events, with backoff ([`OutagePolicy`](super::OutagePolicy)), for as long as it
-///   takes: no retry budget is spent and nothing is dead-lettered. `scope` says what pauses:
-///   this partition, or every partition of the consumer (see [`PauseScope`]).
+///   database, a downstream service, an open [circuit breaker](crate::breaker)) cannot be
+///   reached. The runtime pauses and calls again with the same events, with backoff
+///   ([`OutagePolicy`](super::OutagePolicy)), for as long as it takes: no retry budget is spent
+///   and nothing is dead-lettered. `scope` says what pauses: this partition, or every partition
+///   of the consumer (see [`PauseScope`]).
 ///
 /// Whatever the handler did during a failed call must not be durable (roll the transaction
 /// back), except idempotent effects.

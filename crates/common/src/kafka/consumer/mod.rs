@@ -60,19 +60,19 @@
 //! otherwise the batch is retried and then tried one event at a time (see [`HandlerError`]).
 //!
 //! A dependency that is down is not a bad event: a handler that cannot reach its database or a
-//! downstream service answers [`HandlerError::Unavailable`] naming the dependency, and the
-//! runtime pauses instead of retrying. The partition (or, with [`PauseScope::Consumer`], every
-//! partition of the consumer, while the one that said so probes) waits with capped, jittered
-//! backoff ([`OutagePolicy`], `outage.*` in the settings) and calls again with the same events,
-//! for as long as it takes: no retry budget is spent, nothing is dead-lettered, order is kept.
-//! Meanwhile the consumer thread keeps polling, so the instance stays in its group; a paused
-//! partition takes nothing from its queue, and librdkafka stops fetching for it once the queue
-//! holds its prefetch. The pause ends by itself at the first other answer, or when the consumer
-//! stops or the partition is revoked (promptly: the backoff does not hold up a drain). It is
-//! logged when it starts, changes and ends (not per call), counted in the
-//! `eventline_consumer_paused_partitions` gauge, and reported by [`ConsumerProgress::outage`];
-//! after `outage.ready_after`, [`ConsumerProgress::is_ready`] turns false for `/health/ready`
-//! until the dependency is back.
+//! downstream service (or finds its [circuit breaker](crate::breaker) open) answers
+//! [`HandlerError::Unavailable`] naming the dependency, and the runtime pauses instead of
+//! retrying. The partition (or, with [`PauseScope::Consumer`], every partition of the consumer,
+//! while the one that said so probes) waits with capped, jittered backoff ([`OutagePolicy`],
+//! `outage.*` in the settings) and calls again with the same events, for as long as it takes:
+//! no retry budget is spent, nothing is dead-lettered, order is kept. Meanwhile the consumer
+//! thread keeps polling, so the instance stays in its group; a paused partition takes nothing
+//! from its queue, and librdkafka stops fetching for it once the queue holds its prefetch. The
+//! pause ends by itself at the first other answer, or when the consumer stops or the partition
+//! is revoked (promptly: the backoff does not hold up a drain). It is logged when it starts,
+//! changes and ends (not per call), counted in the `eventline_consumer_paused_partitions`
+//! gauge, and reported by [`ConsumerProgress::outage`]; after `outage.ready_after`,
+//! [`ConsumerProgress::is_ready`] turns false for `/health/ready` until the dependency is back.
 //!
 //! Later events of a key whose earlier event was dead-lettered are handled normally: order is
 //! kept among the events that are handled, and a handler that cannot apply an event without the
