@@ -186,7 +186,7 @@ impl ProjectorApp {
     async fn consume(&self, generation: Generation, stopping: CancellationToken) -> anyhow::Result<()> {
         let store = self.read_models.store_of(generation.generation);
         let db = store.database().clone();
-        let handler = Projector::new(store, self.projector_metrics.clone(), stopping.clone());
+        let handler = Projector::new(store, self.projector_metrics.clone());
         let mut settings = self.settings.consumer.clone();
         settings.group_id = generation.group_id.clone();
         let runtime = ConsumerRuntime::new(
