@@ -110,7 +110,8 @@ impl Outages {
     }
 
     /// Waits until the gate is open for `me` (open, or closed by `me`); `Stopped` when `stop`
-    /// fires first. Counted as a paused partition on `site` while it waits.
+    /// fires first. While it waits, the partition counts as paused on `site` (once: a partition
+    /// with a pause of its own is counted already).
     pub(crate) async fn pass_gate(
         &self,
         me: Option<&Pause<'_>>,
@@ -122,8 +123,10 @@ impl Outages {
         let Some(dependency) = self.closed_for(me) else {
             return Ok(());
         };
-        site.paused.inc();
-        let _counted = Uncount(site.paused);
+        let _counted = me.is_none().then(|| {
+            site.paused.inc();
+            Uncount(site.paused)
+        });
         tracing::debug!(
             group = site.group,
             topic = site.topic,
@@ -219,7 +222,11 @@ impl<'a> Pause<'a> {
         };
         let Site { group, topic, partition, .. } = self.site;
         if new || changed {
-            let pauses = if probing { "consumer paused; this partition probes" } else { "partition paused" };
+            let pauses = match (scope, probing) {
+                (PauseScope::Consumer, true) => "consumer paused; this partition probes",
+                (PauseScope::Consumer, false) => "partition waits for the consumer's probe",
+                (PauseScope::Partition, _) => "partition paused",
+            };
             tracing::warn!(
                 group, topic, partition, dependency, scope = scope.as_str(), error = %format!("{error:#}"),
                 "dependency unavailable; {pauses} (no retries spent, nothing dead-lettered)"
@@ -354,7 +361,7 @@ mod tests {
             let waiting = outages.pass_gate(Some(&other), site(&gauge, 1), &stop);
             tokio::pin!(waiting);
             assert!(futures::poll!(waiting.as_mut()).is_pending());
-            assert_eq!(gauge.get(), 3, "two pauses and one partition at the gate");
+            assert_eq!(gauge.get(), 2, "two partitions paused, one of them at the gate");
             assert_eq!(probe.unavailable("postgres", PauseScope::Consumer, &down(), false), 2);
             assert!(futures::poll!(waiting.as_mut()).is_pending());
             probe.unavailable("postgres", PauseScope::Partition, &down(), false);
@@ -382,6 +389,7 @@ mod tests {
         let waiting = outages.pass_gate(None, site(&gauge, 1), &stop);
         tokio::pin!(waiting);
         assert!(futures::poll!(waiting.as_mut()).is_pending());
+        assert_eq!(gauge.get(), 2, "the probe's partition and the one at the gate");
         stop.cancel();
         assert_eq!(waiting.await, Err(Stopped));
 
