@@ -72,7 +72,7 @@ impl ConsumerService for ProjectorService {
     fn handler(&self, run: &ConsumerRun) -> Projector {
         let store = self.read_models.store_of(run.target.generation);
         self.metrics.following(run.target.generation);
-        Projector::new(store, self.metrics.clone(), run.stopping.clone())
+        Projector::new(store, self.metrics.clone())
     }
 
     fn routes(&self) -> Router {

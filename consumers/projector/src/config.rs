@@ -93,13 +93,6 @@ impl ProjectorSettings {
                 problem: "must be \"transactional\": rows and offsets commit together",
             });
         }
-        if self.consumer.retry.max_attempts < 2 {
-            return Err(ConfigError::Invalid {
-                key: "consumer.retry.max_attempts",
-                problem: "must be at least 2: a batch caught by a generation swap fails once \
-                          and must be retried (by the next generation's consumer), not dead-lettered",
-            });
-        }
         Ok(())
     }
 }
@@ -124,12 +117,5 @@ mod tests {
         let mut settings = ProjectorSettings::default();
         settings.consumer.offset_mode = OffsetMode::Kafka;
         assert!(settings.check().is_err());
-    }
-
-    #[test]
-    fn a_single_attempt_per_batch_is_refused() {
-        let mut settings = ProjectorSettings::default();
-        settings.consumer.retry.max_attempts = 1;
-        assert!(matches!(settings.check(), Err(ConfigError::Invalid { key: "consumer.retry.max_attempts", .. })));
     }
 }

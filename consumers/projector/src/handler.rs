@@ -1,36 +1,31 @@
 //! The consumer [`Handler`]: decodes a batch into [`Recorded`] events and applies it with its
 //! offsets in one transaction, to the tables of one generation.
 
-use std::time::Duration;
-
 use eventline_common::events::{
     CustomerEmailChanged, CustomerRegistered, DomainEvent, OrderCancelled, OrderPlaced, OrderShipped,
     PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded,
 };
 use eventline_common::kafka::consumer::{Batch, Delivered, EventError, Handler, HandlerError};
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Fact, Recorded};
 use crate::metrics::ProjectorMetrics;
 use crate::store::{Store, StoreError};
 
-/// How long a batch for a generation that was just swapped out waits for its consumer to be
-/// stopped before it fails (and is retried).
-const SWAPPED_OUT_WAIT: Duration = Duration::from_secs(10);
+/// What a batch for a generation that is no longer written waits for (the name its pause is
+/// logged under): its consumer being stopped for the next generation's.
+pub const GENERATION_SWAP: &str = "generation swap";
 
 /// The projector's handler.
 #[derive(Debug, Clone)]
 pub struct Projector {
     store: Store,
     metrics: ProjectorMetrics,
-    stopping: CancellationToken,
 }
 
 impl Projector {
-    /// Applies batches to `store`'s generation. `stopping` is the token its consumer runtime
-    /// runs under: cancelled when the projector moves to another generation.
-    pub fn new(store: Store, metrics: ProjectorMetrics, stopping: CancellationToken) -> Self {
-        Self { store, metrics, stopping }
+    /// Applies batches to `store`'s generation.
+    pub fn new(store: Store, metrics: ProjectorMetrics) -> Self {
+        Self { store, metrics }
     }
 }
 
@@ -65,17 +60,11 @@ impl Handler for Projector {
                 self.metrics.applied(outcome.applied, outcome.duplicates);
                 Ok(())
             }
-            Err(error @ StoreError::NotWritable { .. }) => {
-                // Swapped out: nothing was written, and the consumer of this generation is
-                // about to be stopped. Wait for that, then fail: the runtime sees it stopping
-                // and leaves the batch (and its offsets) as they are, for a rollback to resume.
-                tracing::debug!(%error, "batch for a generation no longer written; waiting to be stopped");
-                tokio::select! {
-                    () = self.stopping.cancelled() => {}
-                    () = tokio::time::sleep(SWAPPED_OUT_WAIT) => {}
-                }
-                Err(HandlerError::retryable(error))
-            }
+            // Swapped out: nothing was written, and the consumer of this generation is about to
+            // be stopped (within the projector's watch interval). The runtime pauses this
+            // partition until then, spending no retries, and leaves the batch and its offsets
+            // as they are, for a rollback to resume.
+            Err(error @ StoreError::NotWritable { .. }) => Err(HandlerError::unavailable(GENERATION_SWAP, error)),
             Err(error) => Err(HandlerError::retryable(error)),
         }
     }

@@ -289,7 +289,7 @@ impl Build<'_> {
     ) -> Result<RebuildSummary, RebuildError> {
         let number = self.started.building.generation;
         let stopping = CancellationToken::new();
-        let (runtime, progress) = self.runtime(stopping.clone())?;
+        let (runtime, progress) = self.runtime()?;
         let running = runtime.run(stopping.clone());
         tokio::pin!(running);
         let topics = self.context.settings.consumer.topics.clone();
@@ -373,14 +373,11 @@ impl Build<'_> {
 
     /// The build's consumer: the projector's handler on the new tables, the new group, from
     /// the earliest offsets.
-    fn runtime(
-        &self,
-        stopping: CancellationToken,
-    ) -> Result<(ConsumerRuntime<Projector>, ConsumerProgress), RebuildError> {
+    fn runtime(&self) -> Result<(ConsumerRuntime<Projector>, ConsumerProgress), RebuildError> {
         let building = &self.started.building;
         let store = Store::for_generation(self.context.db.clone(), building.generation);
         let metrics = ProjectorMetrics::register(&prometheus::Registry::new())?;
-        let handler = Projector::new(store, metrics, stopping);
+        let handler = Projector::new(store, metrics);
         let mut settings = self.context.settings.consumer.clone();
         settings.group_id = building.group_id.clone();
         settings.start = StartPosition::Earliest;

@@ -1,9 +1,11 @@
 //! The shared runtime of every Eventline service: config, telemetry, metrics, shutdown, the
 //! event envelope, the Avro codec with Confluent framing, the schema-registry client, the Kafka
-//! producer and the database layer. Services stay thin; the hard parts live here, once.
+//! producer, circuit breakers and the database layer. Services stay thin; the hard parts live
+//! here, once.
 
 pub mod avro;
 pub mod avro_json;
+pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod contracts;

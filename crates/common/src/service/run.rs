@@ -55,16 +55,28 @@ impl<S: ConsumerService> Prepared<S> {
         &self.ctx
     }
 
-    /// The service's routes, `/health/live`, `/health/ready` and `/metrics`.
+    /// The service's routes, `/health/live`, `/health/ready` and `/metrics`. Ready means the
+    /// database answers and the consumer has not been waiting out a dependency's outage for
+    /// longer than its `outage.ready_after`.
     pub fn router(&self) -> Router {
         let db = self.ctx.db.clone();
+        let progress = self.ctx.progress.clone();
         let health = crate::http::health_router(move || {
             let db = db.clone();
+            let consumer = progress.get();
             async move {
-                if db.is_ready().await {
-                    Ok(())
-                } else {
-                    Err("the database does not answer".to_owned())
+                if !db.is_ready().await {
+                    return Err("the database does not answer".to_owned());
+                }
+                match consumer {
+                    Some(consumer) if !consumer.is_ready() => {
+                        let outage = consumer.outage();
+                        Err(outage.map_or_else(
+                            || "the consumer is waiting out an outage".to_owned(),
+                            |outage| format!("{} has been unavailable for {:?}", outage.dependency, outage.paused_for),
+                        ))
+                    }
+                    _ => Ok(()),
                 }
             }
         });

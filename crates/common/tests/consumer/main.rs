@@ -6,6 +6,7 @@ mod delivery;
 mod members;
 mod offset_store;
 mod offsets;
+mod outage;
 mod poison;
 mod rebalance;
 mod shutdown;

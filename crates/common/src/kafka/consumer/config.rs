@@ -1,5 +1,5 @@
 //! The settings of one consumer: its group, what it reads, where a new group starts, batching,
-//! retries, the dead-letter and retry topics and where its offsets live.
+//! retries, outages, the dead-letter and retry topics and where its offsets live.
 //!
 //! A service embeds [`ConsumerSettings`] in its own config section (e.g. `[projector.consumer]`)
 //! and sets its own defaults for `group_id` and `topics`; every other key has a default that
@@ -49,6 +49,9 @@ pub struct ConsumerSettings {
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
     pub retry: RetryPolicy,
+    /// How a partition waits while a dependency is unavailable, and when that makes the consumer
+    /// not ready.
+    pub outage: OutagePolicy,
     /// Where events that cannot be handled go; default `<group_id>.dlq`.
     pub dead_letter_topic: Option<String>,
     /// Replication factor of the dead-letter topic (and the retry topic) when the runtime
@@ -83,6 +86,7 @@ impl Default for ConsumerSettings {
             batch_max_size: 200,
             batch_linger: Duration::from_millis(10),
             retry: RetryPolicy::default(),
+            outage: OutagePolicy::default(),
             dead_letter_topic: None,
             dead_letter_replication: 1,
             retry_topic: None,
@@ -142,7 +146,8 @@ impl ConsumerSettings {
         if self.lag_report_interval.is_zero() {
             return Err(invalid("lag_report_interval", "must be positive"));
         }
-        self.retry.validate()
+        self.retry.validate()?;
+        self.outage.validate()
     }
 }
 
@@ -247,11 +252,74 @@ impl RetryPolicy {
     /// The pause after failed attempt `attempt` (1-based): `initial × 2^(attempt-1)`, capped at
     /// `max_backoff`, scaled by `1 + jitter × (2·random − 1)` for `random` in `[0, 1)`.
     pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(30);
-        let base = self.initial_backoff.saturating_mul(1u32 << exponent).min(self.max_backoff);
-        let factor = 1.0 + self.jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
-        base.mul_f64(factor.max(0.0)).min(self.max_backoff)
+        exponential(self.initial_backoff, self.max_backoff, self.jitter, attempt, random)
     }
+}
+
+/// How the runtime waits out a dependency that a handler reports unavailable
+/// ([`HandlerError::Unavailable`](super::HandlerError::Unavailable)): the same events again
+/// after exponential backoff with jitter, for as long as it takes, without spending the
+/// [`RetryPolicy`]'s attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutagePolicy {
+    /// The first pause (positive).
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest pause between two calls while the dependency stays unavailable.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Each pause is scaled by a random factor in `1 ± jitter` (0 to 1), so partitions and
+    /// instances do not call the dependency in step.
+    pub jitter: f64,
+    /// A partition (or the consumer) paused longer than this makes the consumer not ready
+    /// ([`ConsumerProgress::is_ready`](super::ConsumerProgress::is_ready)); it is ready again as
+    /// soon as the dependency is back.
+    #[serde(with = "humantime_serde")]
+    pub ready_after: Duration,
+}
+
+impl Default for OutagePolicy {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            jitter: 0.2,
+            ready_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl OutagePolicy {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.initial_backoff.is_zero() {
+            return Err(invalid("outage.initial_backoff", "must be positive"));
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err(invalid("outage.initial_backoff", "must not exceed outage.max_backoff"));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(invalid("outage.jitter", "must be between 0 and 1"));
+        }
+        if self.ready_after.is_zero() {
+            return Err(invalid("outage.ready_after", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The pause after the `call`-th unavailable answer in a row (1-based), computed like
+    /// [`RetryPolicy::backoff`].
+    pub fn backoff(&self, call: u32, random: f64) -> Duration {
+        exponential(self.initial_backoff, self.max_backoff, self.jitter, call, random)
+    }
+}
+
+/// `initial × 2^(n-1)`, capped at `max`, scaled by `1 + jitter × (2·random − 1)`, never past `max`.
+fn exponential(initial: Duration, max: Duration, jitter: f64, n: u32, random: f64) -> Duration {
+    let exponent = n.saturating_sub(1).min(30);
+    let base = initial.saturating_mul(1u32 << exponent).min(max);
+    let factor = 1.0 + jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
+    base.mul_f64(factor.max(0.0)).min(max)
 }
 
 #[cfg(test)]
@@ -304,6 +372,9 @@ mod tests {
             [retry]
             max_attempts = 3
             initial_backoff = "50ms"
+            [outage]
+            max_backoff = "5s"
+            ready_after = "2m"
             [properties]
             "session.timeout.ms" = "10000"
         "#;
@@ -311,6 +382,9 @@ mod tests {
         assert_eq!(settings.batch_linger, Duration::from_millis(25));
         assert_eq!(settings.retry.max_attempts, 3);
         assert_eq!(settings.retry.max_backoff, RetryPolicy::default().max_backoff);
+        assert_eq!(settings.outage.max_backoff, Duration::from_secs(5));
+        assert_eq!(settings.outage.ready_after, Duration::from_secs(120));
+        assert_eq!(settings.outage.initial_backoff, OutagePolicy::default().initial_backoff);
         assert_eq!(settings.offset_mode, OffsetMode::Transactional);
         let StartPosition::At(time) = settings.start else { panic!("{:?}", settings.start) };
         assert_eq!(time.to_rfc3339(), "2026-05-01T12:00:00+00:00");
@@ -321,11 +395,19 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<ConsumerSettings>("group = \"x\"").is_err());
         assert!(toml::from_str::<ConsumerSettings>("[retry]\nattempts = 2").is_err());
+        assert!(toml::from_str::<ConsumerSettings>("[outage]\nmax_attempts = 2").is_err());
         let err = toml::from_str::<ConsumerSettings>("start = \"yesterday\"").unwrap_err().to_string();
         assert!(err.contains("earliest"), "{err}");
         let mut settings = ConsumerSettings::new("g", ["t"]);
         settings.retry.jitter = 1.5;
         assert!(matches!(settings.validate(), Err(SettingsError::Invalid { key: "retry.jitter", .. })));
+        settings = ConsumerSettings::new("g", ["t"]);
+        settings.outage.initial_backoff = Duration::ZERO;
+        assert!(matches!(settings.validate(), Err(SettingsError::Invalid { key: "outage.initial_backoff", .. })));
+        settings.outage = OutagePolicy { max_backoff: Duration::from_millis(100), ..OutagePolicy::default() };
+        assert!(matches!(settings.validate(), Err(SettingsError::Invalid { key: "outage.initial_backoff", .. })));
+        settings.outage = OutagePolicy { ready_after: Duration::ZERO, ..OutagePolicy::default() };
+        assert!(matches!(settings.validate(), Err(SettingsError::Invalid { key: "outage.ready_after", .. })));
         settings = ConsumerSettings::new("g", ["g.dlq"]);
         assert!(settings.validate().is_err(), "consuming its own dead-letter topic");
     }
@@ -354,5 +436,15 @@ mod tests {
         assert_eq!(policy.backoff(1, 0.0), Duration::from_millis(50));
         assert_eq!(policy.backoff(1, 1.0), Duration::from_millis(150));
         assert_eq!(policy.backoff(5, 1.0), Duration::from_secs(1), "jitter never passes the cap");
+    }
+
+    #[test]
+    fn outage_backoff_starts_small_and_is_capped() {
+        let outage = OutagePolicy::default();
+        assert_eq!(outage.backoff(1, 0.5), Duration::from_millis(500));
+        assert_eq!(outage.backoff(2, 0.5), Duration::from_secs(1));
+        assert_eq!(outage.backoff(1_000, 0.5), Duration::from_secs(30));
+        assert_eq!(outage.backoff(1_000, 1.0), Duration::from_secs(30), "jitter never passes the cap");
+        assert_eq!(outage.backoff(1, 0.0), Duration::from_millis(400));
     }
 }

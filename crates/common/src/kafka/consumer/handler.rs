@@ -16,7 +16,9 @@ use crate::kafka::Position;
 /// offset order, one call at a time per partition and concurrently across partitions.
 ///
 /// Return `Ok(())` once every effect of the batch is durable. A handler never loops or sleeps to
-/// retry: it returns [`HandlerError::Retryable`] and the runtime backs off. In the
+/// retry: it returns [`HandlerError::Retryable`] and the runtime backs off, or, when a
+/// dependency is down rather than the events at fault, [`HandlerError::Unavailable`] and the
+/// runtime pauses the partition (or the consumer) until the dependency is back. In the
 /// transactional offset mode, the handler saves [`Batch::positions`] with
 /// [`OffsetStore::save`](super::OffsetStore::save) in the same transaction as its effects.
 pub trait Handler: Send + Sync + 'static {
@@ -180,6 +182,12 @@ impl EventError {
 ///   is handled again without it; for a whole batch, its events are tried one by one.
 /// - `Duplicate`: the event at `offset` (or the whole batch) was applied before; it is dropped
 ///   and counted, and the rest is handled again.
+/// - `Unavailable`: nothing is wrong with the events; a `dependency` the handler needs (a
+///   database, a downstream service, an open [circuit breaker](crate::breaker)) cannot be
+///   reached. The runtime pauses and calls again with the same events, with backoff
+///   ([`OutagePolicy`](super::OutagePolicy)), for as long as it takes: no retry budget is spent
+///   and nothing is dead-lettered. `scope` says what pauses: this partition, or every partition
+///   of the consumer (see [`PauseScope`]).
 ///
 /// Whatever the handler did during a failed call must not be durable (roll the transaction
 /// back), except idempotent effects.
@@ -191,6 +199,34 @@ pub enum HandlerError {
     Permanent { offset: Option<i64>, source: anyhow::Error },
     #[error("already applied")]
     Duplicate { offset: Option<i64> },
+    #[error("{dependency} is unavailable: {source:#}")]
+    Unavailable { dependency: String, scope: PauseScope, source: anyhow::Error },
+}
+
+/// What waits while a dependency is unavailable ([`HandlerError::Unavailable`]).
+///
+/// The runtime keeps polling Kafka either way, so the consumer stays in its group: a paused
+/// partition only stops taking records from its queue, and librdkafka stops fetching for it once
+/// the queue holds its prefetch limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseScope {
+    /// Only the partition whose handler call said so; the others go on. For a dependency that
+    /// some events need and others do not, or when other partitions may well succeed.
+    Partition,
+    /// Every partition of this consumer waits before its next handler call, while the partition
+    /// that said so probes the dependency (the same call again, after backoff); its first answer
+    /// other than "unavailable for the consumer" lets all of them go on. For a dependency every
+    /// event needs (the consumer's database): one caller finds out it is back, not all of them.
+    Consumer,
+}
+
+impl PauseScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Partition => "partition",
+            Self::Consumer => "consumer",
+        }
+    }
 }
 
 impl HandlerError {
@@ -214,10 +250,23 @@ impl HandlerError {
         Self::Duplicate { offset: Some(offset) }
     }
 
-    /// The offset of the event at fault, if the handler named one.
+    /// `dependency` (a short fixed name such as `"postgres"` or `"pricing-api"`, used in logs)
+    /// cannot be reached: pause this partition and call again, see [`PauseScope::Partition`].
+    pub fn unavailable(dependency: impl Into<String>, source: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable { dependency: dependency.into(), scope: PauseScope::Partition, source: source.into() }
+    }
+
+    /// `dependency` cannot be reached: pause every partition of the consumer while this one
+    /// probes it, see [`PauseScope::Consumer`].
+    pub fn unavailable_consumer(dependency: impl Into<String>, source: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable { dependency: dependency.into(), scope: PauseScope::Consumer, source: source.into() }
+    }
+
+    /// The offset of the event at fault, if the handler named one (never for `Unavailable`).
     pub fn offset(&self) -> Option<i64> {
         match self {
             Self::Retryable { offset, .. } | Self::Permanent { offset, .. } | Self::Duplicate { offset } => *offset,
+            Self::Unavailable { .. } => None,
         }
     }
 }
@@ -282,5 +331,9 @@ pub(crate) mod tests {
         assert_eq!(err.offset(), Some(3));
         assert_eq!(err.to_string(), "retryable failure: inserting order: db down");
         assert_eq!(HandlerError::permanent(std::io::Error::other("x")).offset(), None);
+        let down = HandlerError::unavailable_consumer("postgres", anyhow::anyhow!("connection refused"));
+        assert!(matches!(&down, HandlerError::Unavailable { scope: PauseScope::Consumer, .. }));
+        assert_eq!(down.to_string(), "postgres is unavailable: connection refused");
+        assert_eq!(down.offset(), None);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::dead_letter::DeadLetterReason;
 
@@ -15,6 +15,9 @@ pub const HANDLER_DURATION_SECONDS: &str = "eventline_consumer_handler_duration_
 pub const LAG_EVENTS: &str = "eventline_consumer_lag_events";
 pub const DEAD_LETTERED_TOTAL: &str = "eventline_consumer_dead_lettered_total";
 pub const RETRIES_TOTAL: &str = "eventline_consumer_retries_total";
+/// Partitions waiting out an unavailable dependency right now (their own pause, or the
+/// consumer's): above zero for longer than a blip means an outage, not bad events.
+pub const PAUSED_PARTITIONS: &str = "eventline_consumer_paused_partitions";
 
 /// The `outcome` label of [`EVENTS_TOTAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,7 @@ pub struct ConsumerMetrics {
     lag: IntGaugeVec,
     dead_lettered: IntCounterVec,
     retries: IntCounterVec,
+    paused: IntGaugeVec,
 }
 
 impl ConsumerMetrics {
@@ -71,6 +75,10 @@ impl ConsumerMetrics {
                 Opts::new(RETRIES_TOTAL, "Handler calls repeated after a retryable failure"),
                 &["group"],
             )?,
+            paused: IntGaugeVec::new(
+                Opts::new(PAUSED_PARTITIONS, "Partitions waiting for an unavailable dependency"),
+                &["group"],
+            )?,
         })
     }
 
@@ -86,12 +94,13 @@ impl ConsumerMetrics {
 
     /// Adds these collectors to `registry`; already registered there is fine.
     pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
             Box::new(self.events.clone()),
             Box::new(self.handler_duration.clone()),
             Box::new(self.lag.clone()),
             Box::new(self.dead_lettered.clone()),
             Box::new(self.retries.clone()),
+            Box::new(self.paused.clone()),
         ];
         for collector in collectors {
             match registry.register(collector) {
@@ -112,6 +121,7 @@ impl ConsumerMetrics {
             dead_lettered_events: self.events.with_label_values(&[group, Outcome::DeadLettered.as_str()]),
             handler_duration: self.handler_duration.with_label_values(&[group]),
             retries: self.retries.with_label_values(&[group]),
+            paused: self.paused.with_label_values(&[group]),
             metrics: self.clone(),
         }
     }
@@ -127,6 +137,7 @@ pub(crate) struct GroupMetrics {
     dead_lettered_events: IntCounter,
     pub(crate) handler_duration: prometheus::Histogram,
     pub(crate) retries: IntCounter,
+    pub(crate) paused: IntGauge,
     metrics: ConsumerMetrics,
 }
 
@@ -160,8 +171,9 @@ mod tests {
         group.handled.inc();
         group.dead_lettered(DeadLetterReason::UnknownSchema);
         group.set_lag("orders", 1, 7);
+        group.paused.inc();
         let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
-        for name in [EVENTS_TOTAL, LAG_EVENTS, DEAD_LETTERED_TOTAL] {
+        for name in [EVENTS_TOTAL, LAG_EVENTS, DEAD_LETTERED_TOTAL, PAUSED_PARTITIONS] {
             assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
         }
         group.forget_lag("orders", 1);

@@ -59,6 +59,21 @@
 //! not take its batch with it: a [`HandlerError`] names the offset at fault when it can, and
 //! otherwise the batch is retried and then tried one event at a time (see [`HandlerError`]).
 //!
+//! A dependency that is down is not a bad event: a handler that cannot reach its database or a
+//! downstream service (or finds its [circuit breaker](crate::breaker) open) answers
+//! [`HandlerError::Unavailable`] naming the dependency, and the runtime pauses instead of
+//! retrying. The partition (or, with [`PauseScope::Consumer`], every partition of the consumer,
+//! while the one that said so probes) waits with capped, jittered backoff ([`OutagePolicy`],
+//! `outage.*` in the settings) and calls again with the same events, for as long as it takes:
+//! no retry budget is spent, nothing is dead-lettered, order is kept. Meanwhile the consumer
+//! thread keeps polling, so the instance stays in its group; a paused partition takes nothing
+//! from its queue, and librdkafka stops fetching for it once the queue holds its prefetch. The
+//! pause ends by itself at the first other answer, or when the consumer stops or the partition
+//! is revoked (promptly: the backoff does not hold up a drain). It is logged when it starts,
+//! changes and ends (not per call), counted in the `eventline_consumer_paused_partitions`
+//! gauge, and reported by [`ConsumerProgress::outage`]; after `outage.ready_after`,
+//! [`ConsumerProgress::is_ready`] turns false for `/health/ready` until the dependency is back.
+//!
 //! Later events of a key whose earlier event was dead-lettered are handled normally: order is
 //! kept among the events that are handled, and a handler that cannot apply an event without the
 //! missing one (an `OrderShipped` for an order it never saw) fails that event on its own, which
@@ -88,6 +103,7 @@ pub mod lag;
 pub mod members;
 pub mod metrics;
 pub mod offsets;
+mod outage;
 mod partition;
 mod progress;
 mod report;
@@ -96,15 +112,17 @@ mod runtime;
 mod start;
 
 pub use config::{
-    ConsumerSettings, OffsetMode, RetryPolicy, SettingsError, StartPosition, DEAD_LETTER_SUFFIX, RETRY_SUFFIX,
+    ConsumerSettings, OffsetMode, OutagePolicy, RetryPolicy, SettingsError, StartPosition, DEAD_LETTER_SUFFIX,
+    RETRY_SUFFIX,
 };
 pub use dead_letter::{DeadLetterInfo, DeadLetterReason};
 pub use decode::DecoderError;
-pub use handler::{Batch, Delivered, EventError, Handler, HandlerError};
+pub use handler::{Batch, Delivered, EventError, Handler, HandlerError, PauseScope};
 pub use lag::{group_lag, OffsetSource, PartitionLag};
 pub use members::{Member, MemberRegistry, MemberRegistryError, HEARTBEAT_INTERVAL, MEMBER_TTL};
 pub use metrics::{ConsumerMetrics, Outcome};
 pub use offsets::{OffsetStore, OffsetStoreError, PartitionOffset};
+pub use outage::Outage;
 pub use progress::ConsumerProgress;
 pub use runtime::ConsumerRuntime;
 pub use start::{offsets_of, TopicPartition};

@@ -6,6 +6,12 @@
 //! continues: `store_offsets` for the next Kafka commit, the in-memory progress, and, in the
 //! transactional mode, the offset store when no handler transaction already covered the end of
 //! the batch (skipped or dead-lettered events last). Backoff waits only this partition.
+//!
+//! While the executor waits (a retry's backoff, an unavailable dependency, the consumer's
+//! gate), the worker takes nothing from its queue; librdkafka fills the queue up to the
+//! prefetch limit (`queued.min.messages`, `queued.max.messages.kbytes`, per partition) and then
+//! stops fetching for this partition alone. The consumer thread keeps polling meanwhile, so the
+//! group membership and `max.poll.interval.ms` are not at stake however long a pause lasts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +174,8 @@ impl<H: Handler> Worker<H> {
         let executor = Executor {
             handler: engine.handler.as_ref(),
             policy: &shared.settings.retry,
+            outage: &shared.settings.outage,
+            outages: shared.progress.outages(),
             metrics: &shared.metrics,
             stop: &self.stop,
             group: &shared.group,

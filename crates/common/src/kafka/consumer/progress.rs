@@ -1,6 +1,7 @@
 //! What one running consumer has done so far, in memory: the partitions it owns, where each
-//! continues, and how many events it handled. A query API uses it to wait (bounded) until an
-//! event it was told about has been applied; health checks use it to see assignments.
+//! continues, how many events it handled, and whether it is waiting out an unavailable
+//! dependency. A query API uses it to wait (bounded) until an event it was told about has been
+//! applied; health checks use it to see assignments and readiness ([`ConsumerProgress::is_ready`]).
 //!
 //! It covers this process only: with several instances of a group, a partition owned by another
 //! instance is not here, and [`ConsumerProgress::wait_for`] times out for it. Read the
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::outage::{Outage, Outages};
 use crate::kafka::Position;
 
 #[derive(Clone)]
@@ -26,12 +28,12 @@ struct Inner {
     partitions: Mutex<BTreeMap<(String, i32), i64>>,
     handled: AtomicU64,
     changed: watch::Sender<u64>,
+    outages: Outages,
 }
 
 impl Default for ConsumerProgress {
     fn default() -> Self {
-        let (changed, _) = watch::channel(0);
-        Self { inner: Arc::new(Inner { partitions: Mutex::default(), handled: AtomicU64::new(0), changed }) }
+        Self::with_outages(Outages::default())
     }
 }
 
@@ -42,6 +44,16 @@ impl std::fmt::Debug for ConsumerProgress {
 }
 
 impl ConsumerProgress {
+    /// Progress whose readiness turns false after an outage of `ready_after`.
+    pub(crate) fn new(ready_after: Duration) -> Self {
+        Self::with_outages(Outages::new(ready_after))
+    }
+
+    fn with_outages(outages: Outages) -> Self {
+        let (changed, _) = watch::channel(0);
+        Self { inner: Arc::new(Inner { partitions: Mutex::default(), handled: AtomicU64::new(0), changed, outages }) }
+    }
+
     fn partitions(&self) -> MutexGuard<'_, BTreeMap<(String, i32), i64>> {
         self.inner.partitions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -62,6 +74,25 @@ impl ConsumerProgress {
     /// Events handed to a handler call that succeeded, since start.
     pub fn handled_total(&self) -> u64 {
         self.inner.handled.load(Ordering::Relaxed)
+    }
+
+    /// The longest outage this consumer is waiting out now: a partition (or the whole
+    /// consumer) paused because its handler said a dependency is unavailable. `None` when
+    /// every partition's handler calls go through.
+    pub fn outage(&self) -> Option<Outage> {
+        self.inner.outages.current()
+    }
+
+    /// For `/health/ready`: `false` while an outage has lasted longer than the consumer's
+    /// `outage.ready_after`; `true` again as soon as the dependency is back. A consumer that
+    /// waits out an outage is alive (it keeps its partitions and resumes by itself); it is just
+    /// not doing its job.
+    pub fn is_ready(&self) -> bool {
+        self.inner.outages.is_ready()
+    }
+
+    pub(crate) fn outages(&self) -> &Outages {
+        &self.inner.outages
     }
 
     /// Waits until the event at `position` has been applied here; `false` after `timeout`.

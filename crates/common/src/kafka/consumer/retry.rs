@@ -9,7 +9,13 @@
 //!   only the ones that keep failing are dead-lettered;
 //! - `Permanent` → the named event is dead-lettered (`permanent`) and the rest is a new group;
 //!   unnamed, the events are tried one by one;
-//! - `Duplicate` → the named event (or the whole group) is dropped as already applied.
+//! - `Duplicate` → the named event (or the whole group) is dropped as already applied;
+//! - `Unavailable` → the dependency is down, not the events: wait ([`OutagePolicy`] backoff)
+//!   and call again with the same group, as long as it takes, spending no attempts (neither the
+//!   group's nor its events'); with [`PauseScope::Consumer`], other partitions wait at the
+//!   consumer's gate meanwhile (see [`outage`](super::outage)).
+//!
+//! Before every call the group waits at the consumer's gate if another partition closed it.
 //!
 //! Each handler call carries the offset where the partition continues once it is applied: the
 //! first offset of the next group, or the end of the batch for the last one. Events that never
@@ -23,11 +29,12 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::config::RetryPolicy;
+use super::config::{OutagePolicy, RetryPolicy};
 use super::dead_letter::DeadLetterReason;
-use super::handler::{Batch, Delivered, Handler, HandlerError};
+use super::handler::{Batch, Delivered, Handler, HandlerError, PauseScope};
 use super::metrics::GroupMetrics;
 use super::offsets::PartitionOffset;
+use super::outage::{Outages, Pause, Site};
 
 /// The consumer is stopping (shutdown or revoke): leave the rest for the next owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +58,8 @@ pub(crate) trait Effects: Send {
 pub(crate) struct Executor<'a, H> {
     pub handler: &'a H,
     pub policy: &'a RetryPolicy,
+    pub outage: &'a OutagePolicy,
+    pub outages: &'a Outages,
     pub metrics: &'a GroupMetrics,
     pub stop: &'a CancellationToken,
     pub group: &'a Arc<str>,
@@ -58,7 +67,7 @@ pub(crate) struct Executor<'a, H> {
     pub partition: i32,
 }
 
-impl<H: Handler> Executor<'_, H> {
+impl<'a, H: Handler> Executor<'a, H> {
     /// Applies `events` (one partition, in offset order); `end` is the offset after the batch.
     pub(crate) async fn run<E: Effects>(
         &self,
@@ -87,13 +96,20 @@ impl<H: Handler> Executor<'_, H> {
         effects: &mut E,
     ) -> Result<(), Stopped> {
         let mut attempt = 0u32;
+        let mut outage: Option<Pause<'_>> = None;
         loop {
-            attempt += 1;
-            for event in &events {
-                *attempts.entry(event.offset).or_default() += 1;
-            }
-            let (result, returned) = self.call(events, next_offset, attempt).await;
+            self.outages.pass_gate(outage.as_ref(), self.site(), self.stop).await?;
+            let (result, returned) = self.call(events, next_offset, attempt + 1).await;
             events = returned;
+            if !matches!(result, Err(HandlerError::Unavailable { .. })) {
+                if let Some(pause) = outage.take() {
+                    pause.resume();
+                }
+                attempt += 1;
+                for event in &events {
+                    *attempts.entry(event.offset).or_default() += 1;
+                }
+            }
             let count = events.len();
             let error = match result {
                 Ok(()) => {
@@ -115,6 +131,10 @@ impl<H: Handler> Executor<'_, H> {
                         None => self.metrics.duplicate.inc_by(count as u64),
                     }
                     return Ok(());
+                }
+                HandlerError::Unavailable { dependency, scope, source } => {
+                    self.wait_out(&mut outage, &dependency, scope, &source).await?;
+                    continue;
                 }
                 HandlerError::Retryable { source, .. } if attempt < self.policy.max_attempts => {
                     self.metrics.retries.inc();
@@ -156,6 +176,29 @@ impl<H: Handler> Executor<'_, H> {
             }
             return Ok(());
         }
+    }
+
+    /// After an "unavailable" answer: starts or continues the pause, then waits its backoff.
+    async fn wait_out(
+        &self,
+        outage: &mut Option<Pause<'a>>,
+        dependency: &str,
+        scope: PauseScope,
+        source: &anyhow::Error,
+    ) -> Result<(), Stopped> {
+        let calls = match outage {
+            Some(pause) => pause.unavailable(dependency, scope, source, false),
+            None => outage.insert(Pause::start(self.outages, self.site(), dependency, scope, source)).calls(),
+        };
+        let delay = self.outage.backoff(calls, rand::random::<f64>());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(()),
+            () = self.stop.cancelled() => Err(Stopped),
+        }
+    }
+
+    fn site(&self) -> Site<'a> {
+        Site { group: self.group, topic: self.topic, partition: self.partition, paused: &self.metrics.paused }
     }
 
     /// One handler call, in a span linked to the events' spans, timed.

@@ -73,20 +73,68 @@ fn policy(max_attempts: u32) -> RetryPolicy {
     }
 }
 
+/// Waits of a millisecond or two while a dependency is unavailable.
+fn quick_outages() -> OutagePolicy {
+    OutagePolicy {
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+        jitter: 0.0,
+        ready_after: Duration::from_secs(60),
+    }
+}
+
+/// What the executors of one consumer share.
+struct Rig {
+    metrics: GroupMetrics,
+    stop: CancellationToken,
+    group: Arc<str>,
+    outage: OutagePolicy,
+    outages: Outages,
+}
+
+impl Rig {
+    fn new(outage: OutagePolicy) -> Self {
+        Self {
+            metrics: ConsumerMetrics::new().unwrap().for_group("g"),
+            stop: CancellationToken::new(),
+            group: Arc::from("g"),
+            outages: Outages::new(outage.ready_after),
+            outage,
+        }
+    }
+
+    fn executor<'a>(
+        &'a self,
+        handler: &'a Scripted,
+        policy: &'a RetryPolicy,
+        partition: i32,
+    ) -> Executor<'a, Scripted> {
+        Executor {
+            handler,
+            policy,
+            outage: &self.outage,
+            outages: &self.outages,
+            metrics: &self.metrics,
+            stop: &self.stop,
+            group: &self.group,
+            topic: "orders",
+            partition,
+        }
+    }
+}
+
 async fn run(
     handler: &Scripted,
     policy: &RetryPolicy,
     offsets: &[i64],
     end: i64,
 ) -> (Result<(), Stopped>, Recorded, GroupMetrics) {
-    let metrics = ConsumerMetrics::new().unwrap().for_group("g");
-    let stop = CancellationToken::new();
-    let group: Arc<str> = Arc::from("g");
-    let executor =
-        Executor { handler, policy, metrics: &metrics, stop: &stop, group: &group, topic: "orders", partition: 0 };
+    let rig = Rig::new(quick_outages());
     let mut recorded = Recorded::default();
-    let result = executor.run(events(offsets), end, &mut recorded).await;
-    (result, recorded, metrics)
+    let result = rig.executor(handler, policy, 0).run(events(offsets), end, &mut recorded).await;
+    assert_eq!(rig.outages.current(), None, "no outage outlives the run");
+    assert_eq!(rig.metrics.paused.get(), 0, "no partition left counted as paused");
+    (result, recorded, rig.metrics)
 }
 
 fn boom() -> anyhow::Error {
@@ -179,29 +227,130 @@ async fn duplicates_are_dropped_and_the_rest_is_handled() {
 #[tokio::test]
 async fn stopping_during_backoff_leaves_the_batch_unapplied() {
     let handler = Scripted::new(|_, _| Err(HandlerError::retryable(boom())));
-    let metrics = ConsumerMetrics::new().unwrap().for_group("g");
-    let stop = CancellationToken::new();
-    let group: Arc<str> = Arc::from("g");
+    let rig = Rig::new(quick_outages());
     let slow = RetryPolicy {
         max_attempts: 10,
         initial_backoff: Duration::from_secs(60),
         max_backoff: Duration::from_secs(60),
         jitter: 0.0,
     };
-    let executor = Executor {
-        handler: &handler,
-        policy: &slow,
-        metrics: &metrics,
-        stop: &stop,
-        group: &group,
-        topic: "orders",
-        partition: 0,
-    };
     let mut recorded = Recorded::default();
-    stop.cancel();
+    rig.stop.cancel();
     let started = std::time::Instant::now();
-    let result = executor.run(events(&[1]), 2, &mut recorded).await;
+    let result = rig.executor(&handler, &slow, 0).run(events(&[1]), 2, &mut recorded).await;
     assert_eq!(result, Err(Stopped));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(recorded.applied.is_empty() && recorded.dead.is_empty());
+}
+
+fn down() -> anyhow::Error {
+    anyhow::anyhow!("connection refused")
+}
+
+#[tokio::test]
+async fn an_unavailable_dependency_is_waited_out_without_spending_attempts_or_dead_lettering() {
+    let handler = Scripted::new(|_, call| match call {
+        1..=5 => Err(HandlerError::unavailable("postgres", down())),
+        6 => Err(HandlerError::retryable(boom())),
+        _ => Ok(()),
+    });
+    let (result, recorded, metrics) = run(&handler, &policy(2), &[10, 11], 12).await;
+    assert_eq!(result, Ok(()));
+    assert_eq!(handler.calls(), vec![vec![10, 11]; 7], "the same events each time, never split up");
+    assert_eq!(recorded.applied, [(12, 2)], "applied once");
+    assert!(recorded.dead.is_empty(), "five unavailable answers and a retry fit a budget of two attempts");
+    assert_eq!(metrics.retries.get(), 1, "only the retryable failure counts as a retry");
+    assert_eq!(metrics.handled.get(), 2);
+}
+
+#[tokio::test]
+async fn after_an_outage_an_event_carries_only_the_attempts_that_were_made() {
+    let handler = Scripted::new(|offsets, call| match call {
+        1..=3 => Err(HandlerError::unavailable_consumer("postgres", down())),
+        _ if offsets.contains(&2) => Err(HandlerError::permanent_at(2, boom())),
+        _ => Ok(()),
+    });
+    let (result, recorded, _) = run(&handler, &policy(3), &[1, 2], 3).await;
+    assert_eq!(result, Ok(()));
+    assert_eq!(recorded.dead, [(2, DeadLetterReason::Permanent, 1)], "one attempt, not four calls");
+    assert_eq!(recorded.applied, [(3, 1)]);
+}
+
+#[tokio::test]
+async fn stopping_during_an_outage_leaves_the_batch_unapplied_and_ends_the_pause() {
+    let rig = Rig::new(OutagePolicy {
+        initial_backoff: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(60),
+        ..quick_outages()
+    });
+    let stop = rig.stop.clone();
+    let handler = Scripted::new(move |_, _| {
+        stop.cancel(); // the consumer starts to drain while the handler finds its database gone
+        Err(HandlerError::unavailable("postgres", down()))
+    });
+    let mut recorded = Recorded::default();
+    let started = std::time::Instant::now();
+    let result = rig.executor(&handler, &policy(3), 0).run(events(&[1]), 2, &mut recorded).await;
+    assert_eq!(result, Err(Stopped));
+    assert!(started.elapsed() < Duration::from_secs(5), "did not sit out the 60 s backoff");
+    assert_eq!(handler.calls().len(), 1);
+    assert!(recorded.applied.is_empty() && recorded.dead.is_empty());
+    assert_eq!(rig.outages.current(), None);
+    assert_eq!(rig.metrics.paused.get(), 0);
+}
+
+#[tokio::test]
+async fn a_consumer_wide_outage_holds_other_partitions_until_the_probe_succeeds() {
+    let rig = Rig::new(quick_outages());
+    let log: Arc<Mutex<Vec<(i32, u32)>>> = Arc::default();
+    let probe_log = log.clone();
+    let probe = Scripted::new(move |_, call| {
+        probe_log.lock().unwrap().push((0, call));
+        match call {
+            1..=3 => Err(HandlerError::unavailable_consumer("postgres", down())),
+            _ => Ok(()),
+        }
+    });
+    let other_log = log.clone();
+    let other = Scripted::new(move |_, call| {
+        other_log.lock().unwrap().push((1, call));
+        Ok(())
+    });
+    let policy = policy(3);
+    let (mut first, mut second) = (Recorded::default(), Recorded::default());
+    // Polled in order: partition 0's first call closes the gate before partition 1 gets there.
+    let (zero, one) = (rig.executor(&probe, &policy, 0), rig.executor(&other, &policy, 1));
+    let (a, b) = tokio::join!(zero.run(events(&[1]), 2, &mut first), one.run(events(&[7]), 8, &mut second),);
+    assert_eq!((a, b), (Ok(()), Ok(())));
+    assert_eq!(*log.lock().unwrap(), [(0, 1), (0, 2), (0, 3), (0, 4), (1, 1)], "partition 1 waited for the probe");
+    assert_eq!((first.applied, second.applied), (vec![(2, 1)], vec![(8, 1)]));
+    assert_eq!(rig.outages.current(), None);
+    assert_eq!(rig.metrics.paused.get(), 0);
+}
+
+#[tokio::test]
+async fn a_partition_outage_does_not_hold_other_partitions() {
+    let rig = Rig::new(OutagePolicy {
+        initial_backoff: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(60),
+        ..quick_outages()
+    });
+    let paused = Scripted::new(|_, _| Err(HandlerError::unavailable("pricing-api", down())));
+    let other = Scripted::new(|_, _| Ok(()));
+    let policy = policy(3);
+    let (mut first, mut second) = (Recorded::default(), Recorded::default());
+    let zero = rig.executor(&paused, &policy, 0);
+    {
+        let waiting = zero.run(events(&[1]), 2, &mut first);
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        assert_eq!(rig.metrics.paused.get(), 1);
+        let outage = rig.outages.current().unwrap();
+        assert_eq!((outage.dependency.as_str(), outage.scope), ("pricing-api", PauseScope::Partition));
+        rig.executor(&other, &policy, 1).run(events(&[7]), 8, &mut second).await.unwrap();
+        assert_eq!(second.applied, [(8, 1)], "partition 1 went on while partition 0 waited");
+        rig.stop.cancel();
+        assert_eq!(waiting.await, Err(Stopped));
+    }
+    assert!(first.applied.is_empty() && first.dead.is_empty());
 }

@@ -69,7 +69,6 @@ impl<H: Handler> ConsumerRuntime<H> {
         handler: H,
     ) -> Self {
         Self {
-            settings,
             kafka,
             registry,
             catalog,
@@ -77,7 +76,8 @@ impl<H: Handler> ConsumerRuntime<H> {
             offset_store: None,
             readers: BTreeMap::new(),
             metrics: None,
-            progress: ConsumerProgress::default(),
+            progress: ConsumerProgress::new(settings.outage.ready_after),
+            settings,
         }
     }
 
