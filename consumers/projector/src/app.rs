@@ -48,6 +48,10 @@ impl ConsumerService for ProjectorService {
         ProjectorSettings::default()
     }
 
+    fn validate(settings: &ProjectorSettings) -> anyhow::Result<()> {
+        Ok(settings.check()?)
+    }
+
     async fn build(ctx: &ServiceContext<ProjectorSettings>) -> anyhow::Result<Self> {
         let settings = &ctx.settings;
         Store::new(ctx.db.clone()).migrate().await.context("cannot migrate the projector's tables")?;

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use eventline_common::kafka::consumer::{ConsumerSettings, OffsetMode};
-use eventline_common::service::ServiceSettings;
 use serde::{Deserialize, Serialize};
 
 /// The consumer group of the projector.
@@ -64,20 +63,7 @@ impl Default for ProjectorSettings {
     }
 }
 
-impl ServiceSettings for ProjectorSettings {
-    fn listen(&self) -> &str {
-        &self.listen
-    }
-    fn consumer(&self) -> &ConsumerSettings {
-        &self.consumer
-    }
-    fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
-    }
-    fn validate(&self) -> anyhow::Result<()> {
-        Ok(self.check()?)
-    }
-}
+eventline_common::service_settings!(ProjectorSettings);
 
 impl ProjectorSettings {
     pub fn check(&self) -> Result<(), ConfigError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use eventline_common::effects::{Effect, EffectKey, EffectLedger, EffectWorker, EffectWorkerSettings, Perform, Tried};
 use eventline_common::events::OrderPlaced;
 use eventline_common::kafka::consumer::{Batch, ConsumerSettings, Handler, HandlerError, OffsetMode, OffsetStore};
-use eventline_common::service::{self, ConsumerRun, ConsumerService, ServiceContext, ServiceEntry, ServiceSettings};
+use eventline_common::service::{self, ConsumerRun, ConsumerService, ServiceContext, ServiceEntry};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -25,17 +25,7 @@ struct ProbeSettings {
     effects: EffectWorkerSettings,
 }
 
-impl ServiceSettings for ProbeSettings {
-    fn listen(&self) -> &str {
-        &self.listen
-    }
-    fn consumer(&self) -> &ConsumerSettings {
-        &self.consumer
-    }
-    fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
-    }
-}
+eventline_common::service_settings!(ProbeSettings);
 
 struct Probe {
     ledger: EffectLedger,
@@ -69,6 +59,10 @@ impl ConsumerService for Probe {
             receiver: String::new(),
             effects: EffectWorkerSettings::default(),
         }
+    }
+
+    fn validate(settings: &ProbeSettings) -> anyhow::Result<()> {
+        settings.effects.validate().map_err(anyhow::Error::msg)
     }
 
     async fn build(ctx: &ServiceContext<ProbeSettings>) -> anyhow::Result<Self> {

@@ -86,7 +86,7 @@ fn prepare_erased<S: ConsumerService>(
 
 fn listen<S: ConsumerService>(source: &ConfigSource) -> anyhow::Result<String> {
     let settings = source.consumer(S::NAME, S::default_settings())?;
-    settings.validate()?;
+    S::validate(&settings)?;
     Ok(settings.listen().to_owned())
 }
 

@@ -53,6 +53,12 @@ pub trait ConsumerService: Sized + Send + Sync + 'static {
     /// The settings when the config says nothing (they must work under `eventline up`).
     fn default_settings() -> Self::Settings;
 
+    /// Refuses settings that cannot work, naming the key (before anything is built).
+    fn validate(settings: &Self::Settings) -> anyhow::Result<()> {
+        let _ = settings;
+        Ok(())
+    }
+
     /// Everything done once per process: migrations, metrics (in `ctx.metrics`), state.
     fn build(ctx: &ServiceContext<Self::Settings>) -> impl Future<Output = anyhow::Result<Self>> + Send;
 
@@ -79,7 +85,9 @@ pub trait ConsumerService: Sized + Send + Sync + 'static {
     }
 }
 
-/// What every consumer service's settings carry besides its own.
+/// What every consumer service's settings carry besides its own: a struct with the fields
+/// `listen: String`, `drain_timeout: Duration` and `consumer: ConsumerSettings` implements it with
+/// [`service_settings!`](crate::service_settings).
 pub trait ServiceSettings: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
     /// Where its HTTP routes, health and metrics listen.
     fn listen(&self) -> &str;
@@ -87,10 +95,25 @@ pub trait ServiceSettings: Serialize + DeserializeOwned + Clone + fmt::Debug + S
     fn consumer(&self) -> &ConsumerSettings;
     /// How long a drain may take at shutdown.
     fn drain_timeout(&self) -> Duration;
-    /// Refuses settings that cannot work, naming the key.
-    fn validate(&self) -> anyhow::Result<()> {
-        Ok(())
-    }
+}
+
+/// Implements [`ServiceSettings`] for a struct with the fields `listen`, `drain_timeout` and
+/// `consumer`.
+#[macro_export]
+macro_rules! service_settings {
+    ($settings:ty) => {
+        impl $crate::service::ServiceSettings for $settings {
+            fn listen(&self) -> &str {
+                &self.listen
+            }
+            fn consumer(&self) -> &$crate::kafka::consumer::ConsumerSettings {
+                &self.consumer
+            }
+            fn drain_timeout(&self) -> ::std::time::Duration {
+                self.drain_timeout
+            }
+        }
+    };
 }
 
 /// The settings of a service that needs no settings of its own.
@@ -109,17 +132,7 @@ impl BasicSettings {
     }
 }
 
-impl ServiceSettings for BasicSettings {
-    fn listen(&self) -> &str {
-        &self.listen
-    }
-    fn consumer(&self) -> &ConsumerSettings {
-        &self.consumer
-    }
-    fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
-    }
-}
+crate::service_settings!(BasicSettings);
 
 /// What the system gives every service: shared by all of them under `eventline up`.
 #[derive(Clone)]

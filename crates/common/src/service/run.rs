@@ -28,7 +28,7 @@ pub struct Prepared<S: ConsumerService> {
 /// builds the service and binds its listener.
 pub async fn prepare<S: ConsumerService>(platform: Platform, settings: S::Settings) -> anyhow::Result<Prepared<S>> {
     let name = S::NAME;
-    settings.validate().with_context(|| format!("invalid settings in [consumers.{name}]"))?;
+    S::validate(&settings).with_context(|| format!("invalid settings in [consumers.{name}]"))?;
     settings.consumer().validate().with_context(|| format!("invalid settings in [consumers.{name}.consumer]"))?;
     OffsetStore::new(platform.db.clone())
         .migrate()
