@@ -387,9 +387,10 @@ impl Build<'_> {
             self.context.registry_client.clone(),
             self.context.catalog.clone(),
             handler,
+            // A rebuild is a command, not a service: its consumer's metrics are not served.
+            ConsumerMetrics::registered_in(&prometheus::Registry::new())?,
         )
-        .with_offset_store(OffsetStore::new(self.context.db.clone()))
-        .with_metrics(ConsumerMetrics::new()?);
+        .with_offset_store(OffsetStore::new(self.context.db.clone()));
         let progress = runtime.progress();
         Ok((runtime, progress))
     }

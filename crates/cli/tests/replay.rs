@@ -115,8 +115,14 @@ impl Stack {
     }
 
     fn runtime<H: Handler>(&self, settings: ConsumerSettings, handler: H) -> ConsumerRuntime<H> {
-        ConsumerRuntime::new(settings, self.kafka(), self.registry.clone(), Catalog::embedded().unwrap(), handler)
-            .with_metrics(ConsumerMetrics::new().unwrap())
+        ConsumerRuntime::new(
+            settings,
+            self.kafka(),
+            self.registry.clone(),
+            Catalog::embedded().unwrap(),
+            handler,
+            ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap(),
+        )
     }
 
     /// Runs the real binary; `database_url` `None` points at a database that does not exist.

@@ -17,7 +17,9 @@ use eventline_common::envelope::{Envelope, TraceParent};
 use eventline_common::events::{samples, OrderPlaced};
 use eventline_common::kafka::admin::{ensure_topics, TopicRequest};
 use eventline_common::kafka::connection::{check_connection, ConnectionError, CONNECT_TIMEOUT};
-use eventline_common::kafka::consumer::{Batch, ConsumerRuntime, ConsumerSettings, Handler, HandlerError};
+use eventline_common::kafka::consumer::{
+    Batch, ConsumerMetrics, ConsumerRuntime, ConsumerSettings, Handler, HandlerError,
+};
 use eventline_common::kafka::producer::{EventProducer, OutgoingEvent, ProducerSettings};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
@@ -79,8 +81,14 @@ async fn round_trip(mechanism: SaslMechanism) {
     settings.event_types = vec!["OrderPlaced".into()];
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handler = Recorder { seen: seen.clone() };
-    let runtime =
-        ConsumerRuntime::new(settings, kafka.clone(), registry.client.clone(), Catalog::embedded().unwrap(), handler);
+    let runtime = ConsumerRuntime::new(
+        settings,
+        kafka.clone(),
+        registry.client.clone(),
+        Catalog::embedded().unwrap(),
+        handler,
+        ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap(),
+    );
     let token = CancellationToken::new();
     let consumer = tokio::spawn(runtime.run(token.clone()));
     let handled = eventually("the consumer runtime to handle the order", WAIT, || async {

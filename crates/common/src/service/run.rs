@@ -34,8 +34,8 @@ pub async fn prepare<S: ConsumerService>(platform: Platform, settings: S::Settin
         .migrate()
         .await
         .with_context(|| format!("cannot create the consumer runtime's tables for {name}"))?;
-    let consumer_metrics = ConsumerMetrics::shared().context("cannot create the consumer metrics")?;
-    consumer_metrics.register(&platform.metrics).context("cannot register the consumer metrics")?;
+    let consumer_metrics =
+        ConsumerMetrics::registered_in(&platform.metrics).context("cannot register the consumer metrics")?;
     let ctx = ServiceContext::new(name, platform, settings);
     let service = S::build(&ctx).await.with_context(|| format!("cannot build the {name} service"))?;
     let listener = crate::http::bind(ctx.settings.listen(), name).await?;
@@ -186,8 +186,8 @@ async fn consume<S: ConsumerService>(
         ctx.registry_client.clone(),
         ctx.catalog.clone(),
         service.handler(&run),
-    )
-    .with_metrics(metrics.clone());
+        metrics.clone(),
+    );
     if transactional {
         runtime = runtime.with_offset_store(OffsetStore::new(ctx.db.clone()));
     }

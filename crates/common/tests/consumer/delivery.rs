@@ -71,9 +71,8 @@ async fn every_event_reaches_the_handler_once_in_partition_order_with_partitions
     let mut settings = settings(&[&topic]);
     settings.batch_max_size = 4;
     let group = settings.group_id.clone();
-    let metrics = ConsumerMetrics::new().unwrap();
     let registry = prometheus::Registry::new();
-    metrics.register(&registry).unwrap();
+    let metrics = ConsumerMetrics::registered_in(&registry).unwrap();
     let seen = shared::<Seen>();
     let running = Running::start(env.runtime(settings, Recorder { seen: seen.clone() }, &metrics));
 
@@ -161,9 +160,8 @@ async fn a_retryable_failure_backs_off_and_applies_once_while_other_partitions_g
     settings.retry.max_backoff = Duration::from_millis(100);
     let group = settings.group_id.clone();
     let dead_letter_topic = settings.dead_letter_topic();
-    let metrics = ConsumerMetrics::new().unwrap();
     let registry = prometheus::Registry::new();
-    metrics.register(&registry).unwrap();
+    let metrics = ConsumerMetrics::registered_in(&registry).unwrap();
     let applied = shared::<Vec<String>>();
     let failures = Arc::new(AtomicUsize::new(0));
     let handler = Flaky {
@@ -228,7 +226,7 @@ async fn events_are_resolved_into_the_reader_schema_the_consumer_brings() {
     let typed = shared::<Vec<OrderPlaced>>();
     let handler = Values { values: values.clone(), typed: typed.clone() };
     let runtime = env
-        .runtime(settings(&[&topic]), handler, &ConsumerMetrics::new().unwrap())
+        .runtime(settings(&[&topic]), handler, &ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap())
         .with_reader_schema("OrderPlaced", Arc::new(reader));
     let running = Running::start(runtime);
     eventually("the event handled", WAIT, || async { (!values.lock().unwrap().is_empty()).then_some(()) }).await;

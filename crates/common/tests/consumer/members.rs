@@ -82,7 +82,7 @@ async fn a_transactional_consumer_is_a_live_member_until_it_stops() {
     let mut settings = settings(&[&topic]);
     settings.offset_mode = OffsetMode::Transactional;
     let group = settings.group_id.clone();
-    let metrics = ConsumerMetrics::new().unwrap();
+    let metrics = ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap();
     let running = Running::start(env.runtime(settings, Nothing, &metrics).with_offset_store(store));
 
     let live = eventually("the consumer registered", WAIT, || async {

@@ -4,13 +4,17 @@
 use eventline_common::catalog::Catalog;
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::kafka::consumer::{
-    Batch, ConsumerError, ConsumerRuntime, ConsumerSettings, Handler, HandlerError, OffsetMode, OffsetStore,
-    PartitionOffset,
+    Batch, ConsumerError, ConsumerMetrics, ConsumerRuntime, ConsumerSettings, Handler, HandlerError, OffsetMode,
+    OffsetStore, PartitionOffset,
 };
 use eventline_common::kafka::{KafkaSettings, Position};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_testkit::{PgDatabase, SqliteDatabase};
 use tokio_util::sync::CancellationToken;
+
+fn metrics() -> ConsumerMetrics {
+    ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap()
+}
 
 fn at(topic: &str, partition: i32, next_offset: i64) -> PartitionOffset {
     PartitionOffset { topic: topic.to_owned(), partition, next_offset }
@@ -71,8 +75,14 @@ async fn the_transactional_mode_needs_an_offset_store_and_the_kafka_mode_refuses
     let catalog = Catalog::embedded().unwrap();
     let mut settings = ConsumerSettings::new("g", ["orders"]);
     settings.offset_mode = OffsetMode::Transactional;
-    let runtime =
-        ConsumerRuntime::new(settings.clone(), KafkaSettings::default(), registry.clone(), catalog.clone(), Nothing);
+    let runtime = ConsumerRuntime::new(
+        settings.clone(),
+        KafkaSettings::default(),
+        registry.clone(),
+        catalog.clone(),
+        Nothing,
+        metrics(),
+    );
     let error = runtime.run(CancellationToken::new()).await.unwrap_err();
     assert!(matches!(error, ConsumerError::MissingOffsetStore), "{error}");
 
@@ -81,13 +91,19 @@ async fn the_transactional_mode_needs_an_offset_store_and_the_kafka_mode_refuses
         .await
         .unwrap();
     settings.offset_mode = OffsetMode::Kafka;
-    let runtime =
-        ConsumerRuntime::new(settings.clone(), KafkaSettings::default(), registry.clone(), catalog.clone(), Nothing)
-            .with_offset_store(OffsetStore::new(db));
+    let runtime = ConsumerRuntime::new(
+        settings.clone(),
+        KafkaSettings::default(),
+        registry.clone(),
+        catalog.clone(),
+        Nothing,
+        metrics(),
+    )
+    .with_offset_store(OffsetStore::new(db));
     assert!(matches!(runtime.run(CancellationToken::new()).await, Err(ConsumerError::UnexpectedOffsetStore)));
 
     settings.event_types = vec!["NoSuchEvent".into()];
-    let runtime = ConsumerRuntime::new(settings, KafkaSettings::default(), registry, catalog, Nothing);
+    let runtime = ConsumerRuntime::new(settings, KafkaSettings::default(), registry, catalog, Nothing, metrics());
     let error = runtime.run(CancellationToken::new()).await.unwrap_err();
     assert!(error.to_string().contains("NoSuchEvent"), "{error}");
 }

@@ -100,7 +100,7 @@ async fn transactional_offsets_resume_exactly_after_a_stop(url: &str) {
     let mut settings = resumable(settings(&[&topic]));
     settings.offset_mode = OffsetMode::Transactional;
     let group = settings.group_id.clone();
-    let metrics = ConsumerMetrics::new().unwrap();
+    let metrics = ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap();
 
     let first = Projector::new(&db, Some(10));
     let (applied, refused) = (first.applied.clone(), first.refused.clone());
@@ -184,7 +184,7 @@ async fn kafka_offsets_resume_after_the_committed_offsets() {
     produce(&env, &topic).await;
     let settings = resumable(settings(&[&topic]));
     let group = settings.group_id.clone();
-    let metrics = ConsumerMetrics::new().unwrap();
+    let metrics = ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap();
 
     let first_seen = shared::<Vec<(i32, i64)>>();
     let refused = Arc::new(AtomicUsize::new(0));

@@ -97,9 +97,8 @@ fn outage_settings(topic: &str) -> ConsumerSettings {
 }
 
 fn start(env: &Env, settings: ConsumerSettings, scope: PauseScope) -> (Rig, Running, impl Fn() -> ReadyState) {
-    let metrics = ConsumerMetrics::new().unwrap();
     let registry = prometheus::Registry::new();
-    metrics.register(&registry).unwrap();
+    let metrics = ConsumerMetrics::registered_in(&registry).unwrap();
     let rig = Rig {
         down: Arc::new(AtomicBool::new(true)),
         unavailable: Arc::default(),

@@ -70,9 +70,8 @@ async fn poison_lands_in_the_dead_letter_topic_with_its_story_and_the_partition_
     settings.retry.max_attempts = 3;
     let group = settings.group_id.clone();
     let dead_letter_topic = settings.dead_letter_topic();
-    let metrics = ConsumerMetrics::new().unwrap();
     let registry = prometheus::Registry::new();
-    metrics.register(&registry).unwrap();
+    let metrics = ConsumerMetrics::registered_in(&registry).unwrap();
     let calls = shared::<BTreeMap<i64, u32>>();
     let applied = shared::<Vec<(i64, String)>>();
     let handler = Picky { calls: calls.clone(), applied: applied.clone() };

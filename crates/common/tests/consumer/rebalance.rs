@@ -37,7 +37,7 @@ async fn partitions_move_between_instances_without_losing_or_repeating_events() 
     produce(&env, &topic, 5).await;
     let mut settings = settings(&[&topic]);
     settings.batch_max_size = 2;
-    let metrics = ConsumerMetrics::new().unwrap();
+    let metrics = ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap();
     let seen = shared::<Vec<(&'static str, i32, i64)>>();
     let count = |expected: usize| {
         let seen = seen.clone();

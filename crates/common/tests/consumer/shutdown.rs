@@ -49,7 +49,11 @@ async fn shutdown_finishes_and_commits_the_in_flight_batch_then_returns_within_t
     let calls = shared::<Vec<Vec<i64>>>();
     let done = shared::<Vec<i64>>();
     let gate = Gate { entered: entered.clone(), release: release.clone(), calls: calls.clone(), done: done.clone() };
-    let running = Running::start(env.runtime(settings, gate, &ConsumerMetrics::new().unwrap()));
+    let running = Running::start(env.runtime(
+        settings,
+        gate,
+        &ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap(),
+    ));
     tokio::time::timeout(Duration::from_secs(30), entered.notified()).await.expect("a batch in flight");
 
     running.token.cancel();

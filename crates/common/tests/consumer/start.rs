@@ -29,7 +29,7 @@ async fn a_new_group_at_latest_sees_only_events_published_after_it_started() {
     }
     let mut settings = settings(&[&topic]);
     settings.start = StartPosition::Latest;
-    let metrics = ConsumerMetrics::new().unwrap();
+    let metrics = ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap();
     let seen = shared::<Vec<i64>>();
 
     // Starts, takes its partition, stops before any new event.
@@ -64,8 +64,11 @@ async fn a_new_group_at_a_date_time_sees_exactly_the_events_at_or_after_it() {
     let at = Utc.timestamp_millis_opt(base + 3000).single().unwrap();
     settings.start = StartPosition::At(at);
     let seen = shared::<Vec<i64>>();
-    let running =
-        Running::start(env.runtime(settings, Offsets { seen: seen.clone() }, &ConsumerMetrics::new().unwrap()));
+    let running = Running::start(env.runtime(
+        settings,
+        Offsets { seen: seen.clone() },
+        &ConsumerMetrics::registered_in(&prometheus::Registry::new()).unwrap(),
+    ));
     eventually("three events seen", WAIT, || async { (seen.lock().unwrap().len() >= 3).then_some(()) }).await;
     running.stop_within(Duration::from_secs(10)).await;
     // One partition, in order: an earlier event would have come first.

@@ -82,8 +82,14 @@ impl Env {
         handler: H,
         metrics: &ConsumerMetrics,
     ) -> ConsumerRuntime<H> {
-        ConsumerRuntime::new(settings, self.kafka(), self.registry.clone(), Catalog::embedded().unwrap(), handler)
-            .with_metrics(metrics.clone())
+        ConsumerRuntime::new(
+            settings,
+            self.kafka(),
+            self.registry.clone(),
+            Catalog::embedded().unwrap(),
+            handler,
+            metrics.clone(),
+        )
     }
 
     /// Publishes an `OrderPlaced` for `order_id` to `partition`; returns its offset.

@@ -1,8 +1,9 @@
 //! The consumer runtime's Prometheus metrics, labelled by group (and topic/partition for lag).
 //!
-//! Several consumers may run in one process (`eventline up`), so the collectors are shared:
-//! [`ConsumerMetrics::shared`] gives the process-wide set, and [`ConsumerMetrics::register`]
-//! adds it to a registry (registering it twice in one registry is fine).
+//! Several consumers may run in one process (`eventline up`), so the collectors are one
+//! process-wide set. The only way to get them is [`ConsumerMetrics::registered_in`] the registry
+//! a service exports, and a [`ConsumerRuntime`](super::ConsumerRuntime) cannot be made without
+//! them: a consumer's metrics cannot silently go missing.
 
 use std::sync::OnceLock;
 
@@ -53,8 +54,8 @@ pub struct ConsumerMetrics {
 }
 
 impl ConsumerMetrics {
-    /// A new, unregistered set (tests; use [`shared`](Self::shared) in services).
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// A new, unregistered set (unit tests).
+    pub(crate) fn new() -> Result<Self, prometheus::Error> {
         let buckets = vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
         Ok(Self {
             events: IntCounterVec::new(Opts::new(EVENTS_TOTAL, "Consumed events by outcome"), &["group", "outcome"])?,
@@ -82,8 +83,15 @@ impl ConsumerMetrics {
         })
     }
 
-    /// The process-wide set every consumer runtime uses unless given another.
-    pub fn shared() -> Result<Self, prometheus::Error> {
+    /// The process-wide set, registered in `registry` (the one served on `/metrics`);
+    /// registering it in one registry twice, or in several, is fine.
+    pub fn registered_in(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self::shared()?;
+        metrics.register(registry)?;
+        Ok(metrics)
+    }
+
+    fn shared() -> Result<Self, prometheus::Error> {
         static SHARED: OnceLock<ConsumerMetrics> = OnceLock::new();
         if let Some(metrics) = SHARED.get() {
             return Ok(metrics.clone());
@@ -93,7 +101,7 @@ impl ConsumerMetrics {
     }
 
     /// Adds these collectors to `registry`; already registered there is fine.
-    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
             Box::new(self.events.clone()),
             Box::new(self.handler_duration.clone()),

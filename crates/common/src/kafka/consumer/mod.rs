@@ -28,9 +28,11 @@
 //! }
 //! ```
 //!
-//! and starts it with `ConsumerRuntime::new(settings, kafka, registry, catalog, OrderTotals { db })
-//! .with_offset_store(OffsetStore::new(db)).run(token)` (settings: `group_id`, `topics`,
-//! `event_types = ["OrderPlaced"]`, `offset_mode = "transactional"`).
+//! A consumer service ([`crate::service::ConsumerService`]) has the shared runtime start it;
+//! by hand it is `ConsumerRuntime::new(settings, kafka, registry, catalog, OrderTotals { db },
+//! ConsumerMetrics::registered_in(&served_registry)?).with_offset_store(OffsetStore::new(db))
+//! .run(token)` (settings: `group_id`, `topics`, `event_types = ["OrderPlaced"]`,
+//! `offset_mode = "transactional"`).
 //!
 //! # Delivery
 //!

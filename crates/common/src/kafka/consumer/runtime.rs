@@ -56,17 +56,19 @@ pub struct ConsumerRuntime<H> {
     handler: Arc<H>,
     offset_store: Option<OffsetStore>,
     readers: BTreeMap<String, Arc<Schema>>,
-    metrics: Option<ConsumerMetrics>,
+    metrics: ConsumerMetrics,
     progress: ConsumerProgress,
 }
 
 impl<H: Handler> ConsumerRuntime<H> {
+    /// `metrics` come from [`ConsumerMetrics::registered_in`] the registry the service serves.
     pub fn new(
         settings: ConsumerSettings,
         kafka: KafkaSettings,
         registry: RegistryClient,
         catalog: Catalog,
         handler: H,
+        metrics: ConsumerMetrics,
     ) -> Self {
         Self {
             kafka,
@@ -75,7 +77,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             handler: Arc::new(handler),
             offset_store: None,
             readers: BTreeMap::new(),
-            metrics: None,
+            metrics,
             progress: ConsumerProgress::new(settings.outage.ready_after),
             settings,
         }
@@ -92,12 +94,6 @@ impl<H: Handler> ConsumerRuntime<H> {
     /// against an older or newer compatible version).
     pub fn with_reader_schema(mut self, event_type: impl Into<String>, schema: Arc<Schema>) -> Self {
         self.readers.insert(event_type.into(), schema);
-        self
-    }
-
-    /// Metrics to update; default [`ConsumerMetrics::shared`].
-    pub fn with_metrics(mut self, metrics: ConsumerMetrics) -> Self {
-        self.metrics = Some(metrics);
         self
     }
 
@@ -133,10 +129,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         ensure_topics(&self.kafka, &own_topics).await.map_err(ConsumerError::Topics)?;
         let dead_letters = DeadLetterProducer::new(&self.kafka, dead_letter_topic, group.to_string())
             .map_err(ConsumerError::Create)?;
-        let metrics = match self.metrics {
-            Some(metrics) => metrics,
-            None => ConsumerMetrics::shared().map_err(ConsumerError::Metrics)?,
-        };
+        let metrics = self.metrics;
         let config = client_config(&self.kafka, &settings);
         let mut topics = settings.topics.clone();
         topics.push(retry_topic);
