@@ -1,5 +1,6 @@
 //! The projector as a [`ConsumerService`]: its tables, its handler, its query API, and the
-//! generation of the read model its consumer follows.
+//! generation of the read model its consumer follows. It is [`Rebuildable`]: `eventline rebuild
+//! projector` builds its read model again side by side (see [`eventline_common::generations`]).
 //!
 //! The consumer applies events to the active generation's tables under that generation's group.
 //! When another generation becomes active (a rebuild swapped, or a rollback), the shared
@@ -9,14 +10,16 @@
 
 use anyhow::Context as _;
 use axum::Router;
+use eventline_common::generations::GenerationTables;
 use eventline_common::kafka::consumer::{ConsumerSettings, OffsetStore};
-use eventline_common::service::{ConsumerRun, ConsumerService, RunTarget, ServiceContext};
+use eventline_common::service::{ConsumerRun, ConsumerService, Rebuildable, RunTarget, ServiceContext};
 
 use crate::config::ProjectorSettings;
-use crate::generations::{ActiveStore, Generations};
+use crate::generations::ActiveStore;
 use crate::handler::Projector;
 use crate::http::{self, ApiState, Waiter};
 use crate::metrics::ProjectorMetrics;
+use crate::store::tables::{ProjectorTables, SERVICE};
 use crate::store::Store;
 
 /// The projector service: read models and their query API.
@@ -40,7 +43,7 @@ impl ProjectorService {
 }
 
 impl ConsumerService for ProjectorService {
-    const NAME: &'static str = "projector";
+    const NAME: &'static str = SERVICE;
     type Settings = ProjectorSettings;
     type Handler = Projector;
 
@@ -55,7 +58,7 @@ impl ConsumerService for ProjectorService {
     async fn build(ctx: &ServiceContext<ProjectorSettings>) -> anyhow::Result<Self> {
         let settings = &ctx.settings;
         Store::new(ctx.db.clone()).migrate().await.context("cannot migrate the projector's tables")?;
-        let read_models = ActiveStore::new(Generations::new(ctx.db.clone(), settings.consumer.group_id.clone()));
+        let read_models = ActiveStore::new(Self::generations(ctx.db.clone(), &settings.consumer.group_id));
         let (_, store) = read_models.current().await.context("cannot read the active generation of the read model")?;
         let metrics = ProjectorMetrics::register(&ctx.metrics).context("cannot register the projector's metrics")?;
         let waiter = Waiter {
@@ -85,12 +88,14 @@ impl ConsumerService for ProjectorService {
 
     /// The active generation and its group.
     async fn current_run(&self, _configured: &ConsumerSettings) -> anyhow::Result<RunTarget> {
-        let active = self
-            .read_models
+        self.read_models
             .generations()
-            .active()
+            .current_run()
             .await
-            .context("cannot read the active generation of the read model")?;
-        Ok(RunTarget { group_id: active.group_id, generation: active.generation })
+            .context("cannot read the active generation of the read model")
     }
+}
+
+impl Rebuildable for ProjectorService {
+    const TABLES: &'static dyn GenerationTables = &ProjectorTables;
 }

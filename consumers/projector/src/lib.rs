@@ -5,8 +5,10 @@
 //! - `config`: the projector settings;
 //! - `domain`: the rows and the fold (pure);
 //! - `store`: SQL (PostgreSQL and SQLite), one transaction per batch with the offsets;
-//! - `generations`: the read model built again side by side and swapped in (its states);
-//! - `rebuild`: building a new generation, swapping, rolling back (`eventline rebuild`);
+//! - `generations`: the active generation's store for each query (the generations themselves,
+//!   rebuilds, swaps and rollbacks are [`eventline_common::generations`]'s; the projector is
+//!   [`Rebuildable`](eventline_common::service::Rebuildable) with its tables' DDL and lock in
+//!   `store::tables`);
 //! - `handler`: the consumer [`Handler`](eventline_common::kafka::consumer::Handler);
 //! - `http`: the query API; `metrics`: what is counted; `app`: the service (built and run by
 //!   the shared runtime), following the active generation.
@@ -28,7 +30,6 @@ pub mod generations;
 pub mod handler;
 pub mod http;
 pub mod metrics;
-pub mod rebuild;
 pub mod store;
 
 pub use app::ProjectorService;

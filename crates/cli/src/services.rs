@@ -10,8 +10,10 @@ use eventline_common::service::ServiceEntry;
 use eventline_order_counter::OrderCounter;
 use eventline_projector::ProjectorService;
 
-/// The consumer services, in the order `eventline up` starts them.
-pub const CONSUMERS: &[ServiceEntry] = &[ServiceEntry::of::<ProjectorService>(), ServiceEntry::of::<OrderCounter>()];
+/// The consumer services, in the order `eventline up` starts them; a rebuildable one
+/// (`eventline rebuild <name>`) is registered with [`ServiceEntry::rebuildable`].
+pub const CONSUMERS: &[ServiceEntry] =
+    &[ServiceEntry::rebuildable::<ProjectorService>(), ServiceEntry::of::<OrderCounter>()];
 
 /// The consumer service called `name`.
 pub fn consumer(name: &str) -> Option<&'static ServiceEntry> {
@@ -20,6 +22,11 @@ pub fn consumer(name: &str) -> Option<&'static ServiceEntry> {
 
 pub fn consumer_names() -> Vec<&'static str> {
     CONSUMERS.iter().map(|entry| entry.name).collect()
+}
+
+/// The consumer services whose tables can be rebuilt.
+pub fn rebuildable_names() -> Vec<&'static str> {
+    CONSUMERS.iter().filter(|entry| entry.rebuild().is_some()).map(|entry| entry.name).collect()
 }
 
 /// The configuration every `eventline` command reads: the file (or `EVENTLINE_CONFIG`) and the

@@ -189,4 +189,10 @@ async fn operator_commands_over_http_behind_the_token() {
     assert!(generations.to_string().contains("active"), "{generations}");
     let (status, problem) = admin.post("/admin/v1/projector/rollback", json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    // The same for any rebuildable consumer by name; another name is not found.
+    let (status, same) = admin.get("/admin/v1/consumers/projector/generations").await;
+    assert_eq!((status, &same), (StatusCode::OK, &generations));
+    let (status, problem) = admin.get("/admin/v1/consumers/order_counter/generations").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    assert!(problem.to_string().contains("these can: projector"), "{problem}");
 }

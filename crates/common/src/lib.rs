@@ -13,6 +13,7 @@ pub mod db;
 pub mod effects;
 pub mod envelope;
 pub mod events;
+pub mod generations;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

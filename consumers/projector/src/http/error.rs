@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use eventline_common::kafka::Position;
 use serde_json::json;
 
-use crate::generations::GenerationError;
 use crate::store::StoreError;
+use eventline_common::generations::GenerationError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 

@@ -1,7 +1,7 @@
 //! The read model in SQL (PostgreSQL or SQLite): applying batches of events together with the
 //! consumer offsets in one transaction, and the queries of the API.
 //!
-//! A [`Store`] is bound to the tables of one generation (see [`crate::generations`]);
+//! A [`Store`] is bound to the tables of one generation (see [`eventline_common::generations`]);
 //! [`Store::new`] is generation 1, the original tables. A batch loads the rows its events touch,
 //! applies the events with the in-memory fold and writes the rows they touched, in one
 //! transaction and a handful of statements (see `batch`), so the database holds what the
@@ -24,12 +24,12 @@ pub mod tables;
 use std::sync::Arc;
 
 use eventline_common::db::{Database, DbError, Migrations};
+use eventline_common::generations::{self, GenerationError, FIRST};
 use eventline_common::kafka::consumer::{OffsetStore, OffsetStoreError, PartitionOffset};
 use eventline_common::kafka::Position;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::domain::{Customer, Order, OrderStatus, Payment, ReadModel, Recorded, Stamp};
-use crate::generations::FIRST;
 use columns::{customer_from, order_from, payment_from, uuid};
 pub use tables::Tables;
 
@@ -46,6 +46,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("cannot save the consumer offsets")]
     Offsets(#[from] OffsetStoreError),
+    #[error("cannot record the read model's generations")]
+    Generations(#[from] GenerationError),
     #[error("the stored {column} is not valid: {value}")]
     Corrupt { column: &'static str, value: String },
     /// The generation was swapped out (or given up) while this batch waited for the lock.
@@ -111,11 +113,13 @@ impl Store {
         }
     }
 
-    /// Creates the read model, generation and offset tables where missing, and upgrades every
-    /// generation's applied ids to time-keyed ones.
+    /// Creates the read model, generation and offset tables where missing, records the
+    /// generations in `eventline_generations` the first time (see [`generations::ensure`]),
+    /// and upgrades every generation's applied ids to time-keyed ones.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.offsets.migrate().await?;
         self.db.migrate(&migrations()).await.map_err(StoreError::Migrate)?;
+        generations::ensure(&self.db, tables::SERVICE, &tables::ProjectorTables).await?;
         self.upgrade_applied_events().await
     }
 
@@ -123,7 +127,8 @@ impl Store {
     /// [`tables::APPLIED_EVENTS_UPGRADE`]), under the write lock, so two processes starting at
     /// once upgrade it once.
     async fn upgrade_applied_events(&self) -> Result<(), StoreError> {
-        let generations: Vec<i64> = sqlx::query("SELECT generation FROM projector_generations ORDER BY generation")
+        let generations: Vec<i64> = sqlx::query(tables::GENERATIONS)
+            .bind(tables::SERVICE)
             .fetch_all(self.db.pool())
             .await?
             .iter()
@@ -195,16 +200,11 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(tables::LOCK).execute(&mut *tx).await?;
-        let state: Option<String> = sqlx::query(tables::GENERATION_STATE)
-            .bind(self.generation())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-        if !tables::writable(state.as_deref()) {
+        let state = generations::state_of(&mut tx, tables::SERVICE, self.generation()).await?;
+        if !tables::writable(state) {
             return Err(StoreError::NotWritable {
                 generation: self.generation(),
-                state: state.unwrap_or_else(|| "gone".to_owned()),
+                state: state.map_or_else(|| "gone".to_owned(), |state| state.to_string()),
             });
         }
         let outcome = self.apply_events(&mut tx, events).await?;

@@ -4,17 +4,49 @@
 //! Generation 1's tables come from migration 4000; later generations get the same columns and
 //! indexes from [`TABLES_DDL`], the one template for both backends (the 4000 migrations are
 //! the same text for PostgreSQL and SQLite; should they ever differ, split the template here).
-//! The write lock row (`projector_write_lock`) is shared by every generation.
+//! The write lock row (`projector_write_lock`) is shared by every generation. [`ProjectorTables`]
+//! is what [`eventline_common::generations`] needs of them to rebuild, swap and retire
+//! generations.
 
 use eventline_common::db::Backend;
+use eventline_common::generations::{table_prefix, GenerationState, GenerationTables};
 
-use crate::generations::{self, GenerationState};
-
+/// The projector's name, [`ConsumerService::NAME`](eventline_common::service::ConsumerService):
+/// its rows of `eventline_generations` and its tables' prefix.
+pub const SERVICE: &str = "projector";
 /// The shared write lock: every write transaction (a batch, a generation transition) updates it
 /// first, so they run one at a time.
 pub const LOCK: &str = "UPDATE projector_write_lock SET version = version + 1 WHERE id = 1";
-/// The state of a generation, read in a batch's transaction (under the lock).
-pub const GENERATION_STATE: &str = "SELECT state FROM projector_generations WHERE generation = $1";
+/// The projector's generations' numbers, oldest first (parameter: [`SERVICE`]).
+pub(crate) const GENERATIONS: &str =
+    "SELECT generation FROM eventline_generations WHERE service = $1 ORDER BY generation";
+
+/// The projector's tables for [`eventline_common::generations`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectorTables;
+
+impl GenerationTables for ProjectorTables {
+    fn write_lock(&self) -> &'static str {
+        LOCK
+    }
+
+    fn create_statements(&self, prefix: &str) -> Vec<String> {
+        templated(TABLES_DDL, prefix)
+    }
+
+    fn drop_statements(&self, prefix: &str) -> Vec<String> {
+        TABLE_NAMES.iter().map(|name| format!("DROP TABLE IF EXISTS {prefix}{name}")).collect()
+    }
+
+    fn applied_events(&self, prefix: &str) -> Option<String> {
+        Some(format!("SELECT COUNT(*) FROM {prefix}applied_events"))
+    }
+
+    /// Migration 4001's table, where the generations were kept before `eventline_generations`.
+    fn legacy_table(&self) -> Option<&'static str> {
+        Some("projector_generations")
+    }
+}
 
 /// The applied-events table of a generation: in [`TABLES_DDL`] and, the same text, in
 /// [`APPLIED_EVENTS_UPGRADE`].
@@ -152,9 +184,9 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// The tables of `generation` (prefix [`generations::table_prefix`]).
+    /// The tables of `generation` (prefix [`table_prefix`]).
     pub fn of(generation: i64) -> Self {
-        let p = generations::table_prefix(generation);
+        let p = table_prefix(SERVICE, generation);
         Self {
             generation,
             claim_applied: RowsStatement::new(
@@ -272,7 +304,7 @@ impl Tables {
     /// The statements that drop this generation's tables (with their indexes); absent tables
     /// are fine, so an interrupted cleanup can run again.
     pub fn drop_statements(&self) -> Vec<String> {
-        self.names().into_iter().map(|name| format!("DROP TABLE IF EXISTS {name}")).collect()
+        ProjectorTables.drop_statements(&self.prefix)
     }
 }
 
@@ -388,8 +420,8 @@ fn customer_orders(prefix: &str, with_status: bool, with_cursor: bool) -> String
 }
 
 /// Whether a stored state allows applying batches (see [`GenerationState::is_writable`]).
-pub(crate) fn writable(state: Option<&str>) -> bool {
-    state.and_then(GenerationState::parse).is_some_and(GenerationState::is_writable)
+pub(crate) fn writable(state: Option<GenerationState>) -> bool {
+    state.is_some_and(GenerationState::is_writable)
 }
 
 #[cfg(test)]
@@ -493,10 +525,10 @@ mod tests {
 
     #[test]
     fn only_building_and_active_generations_are_written() {
-        assert!(writable(Some("active")));
-        assert!(writable(Some("building")));
-        assert!(!writable(Some("previous")));
-        assert!(!writable(Some("retired")));
+        assert!(writable(Some(GenerationState::Active)));
+        assert!(writable(Some(GenerationState::Building)));
+        assert!(!writable(Some(GenerationState::Previous)));
+        assert!(!writable(Some(GenerationState::Retired)));
         assert!(!writable(None));
     }
 }

@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 
 use eventline_common::db::{Backend as DbBackend, Database};
+use eventline_common::generations::{now_ms, GenerationError, GenerationState};
 use eventline_common::kafka::consumer::PartitionOffset;
 use eventline_common::kafka::Position;
-use eventline_projector::generations::{now_ms, GenerationError, GenerationState, Generations};
+use eventline_common::service::Rebuildable as _;
 use eventline_projector::store::{Store, StoreError};
-use eventline_projector::ProjectorSettings;
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use sqlx::Row as _;
 
 use crate::events::{placed, recorded};
@@ -22,7 +23,13 @@ fn topics() -> Vec<String> {
 }
 
 async fn states(db: &Database, group: &str) -> Vec<(i64, GenerationState)> {
-    Generations::new(db.clone(), group).list().await.unwrap().iter().map(|g| (g.generation, g.state)).collect()
+    ProjectorService::generations(db.clone(), group)
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| (g.generation, g.state))
+        .collect()
 }
 
 /// Column names, types and nullability, and index names without the table prefix.
@@ -61,7 +68,7 @@ async fn shape(db: &Database, prefix: &str, table: &str) -> (Vec<String>, BTreeS
 async fn generation_tables_are_the_migrated_ones(backend: Backend) {
     let (_guard, db) = TestDb::create(backend).await;
     Store::new(db.clone()).migrate().await.unwrap();
-    let started = Generations::new(db.clone(), "g").begin_build(now_ms(), STALE_MS).await.unwrap();
+    let started = ProjectorService::generations(db.clone(), "g").begin_build(now_ms(), STALE_MS).await.unwrap();
     assert_eq!(started.building.table_prefix, "projector_g2_");
     for table in ["orders", "customers", "payments", "applied_events"] {
         let migrated = shape(&db, "projector_", table).await;
@@ -84,7 +91,7 @@ async fn swaps_wait_for_the_build_and_swapped_out_generations_are_not_written(ba
     let (_guard, db) = TestDb::create(backend).await;
     let first = Store::new(db.clone());
     first.migrate().await.unwrap();
-    let generations = Generations::new(db.clone(), "g");
+    let generations = ProjectorService::generations(db.clone(), "g");
     let second = Store::for_generation(db.clone(), 2);
     let at = |next_offset| PartitionOffset { topic: "orders".into(), partition: 0, next_offset };
     let event = recorded(placed("o1", "c1", 100, 1));
@@ -138,4 +145,39 @@ async fn swaps_wait_for_the_build_and_swapped_out_generations_are_not_written_on
 #[tokio::test]
 async fn swaps_wait_for_the_build_and_swapped_out_generations_are_not_written_on_postgres() {
     swaps_wait_for_the_build_and_swapped_out_generations_are_not_written(Backend::Postgres).await;
+}
+
+/// A database from before `eventline_generations`: the projector's generations, kept in
+/// `projector_generations` then, are copied at its first start, once.
+async fn generations_kept_by_the_projector_before_are_copied_once(backend: Backend) {
+    let (_guard, db) = TestDb::create(backend).await;
+    let store = Store::new(db.clone());
+    store.offsets().migrate().await.unwrap();
+    db.migrate(&eventline_projector::store::migrations()).await.unwrap();
+    for statement in [
+        "UPDATE projector_generations SET state = 'previous' WHERE generation = 1",
+        "INSERT INTO projector_generations (generation, group_id, table_prefix, state, created_at_ms, activated_at_ms) \
+         VALUES (2, 'g.g2', 'projector_g2_', 'active', 1, 2)",
+    ] {
+        sqlx::query(statement).execute(db.pool()).await.unwrap();
+    }
+
+    store.migrate().await.unwrap();
+    assert_eq!(states(&db, "g").await, [(1, GenerationState::Previous), (2, GenerationState::Active)]);
+    let active = ProjectorService::generations(db.clone(), "g").active().await.unwrap();
+    assert_eq!((active.group_id.as_str(), active.activated_at_ms), ("g.g2", Some(2)));
+
+    sqlx::query("DELETE FROM projector_generations").execute(db.pool()).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(states(&db, "g").await, [(1, GenerationState::Previous), (2, GenerationState::Active)]);
+}
+
+#[tokio::test]
+async fn generations_kept_by_the_projector_before_are_copied_once_on_sqlite() {
+    generations_kept_by_the_projector_before_are_copied_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn generations_kept_by_the_projector_before_are_copied_once_on_postgres() {
+    generations_kept_by_the_projector_before_are_copied_once(Backend::Postgres).await;
 }

@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use eventline_common::catalog::Catalog;
 use eventline_common::db::Database;
-use eventline_common::kafka::Position;
-use eventline_projector::domain::{ReadModel, Recorded};
-use eventline_projector::generations::{
-    group_of, now_ms, GenerationError, GenerationState, Generations, TransitionError,
+use eventline_common::generations::{
+    self as rebuild, group_of, now_ms, GenerationError, GenerationState, RebuildContext, RebuildError, RebuildEvent,
+    RebuildOutcome, TransitionError, STALE_AFTER,
 };
-use eventline_projector::rebuild::{self, RebuildContext, RebuildError, RebuildEvent, RebuildOutcome, STALE_AFTER};
+use eventline_common::kafka::Position;
+use eventline_common::service::Rebuildable as _;
+use eventline_projector::domain::{ReadModel, Recorded};
 use eventline_projector::store::{Store, Tables};
-use eventline_projector::ProjectorSettings;
+use eventline_projector::{ProjectorService, ProjectorSettings};
 use eventline_testkit::eventually;
 use proptest::strategy::{Strategy as _, ValueTree as _};
 use proptest::test_runner::TestRunner;
@@ -29,7 +30,7 @@ use crate::support::{settings, Backend, Env, Running, WAIT};
 
 const STALE_MS: i64 = 30_000;
 
-fn context(env: &Env, settings: &ProjectorSettings, db: &Database) -> RebuildContext {
+fn context(env: &Env, settings: &ProjectorSettings, db: &Database) -> RebuildContext<ProjectorSettings> {
     RebuildContext {
         settings: settings.clone(),
         db: db.clone(),
@@ -188,7 +189,13 @@ async fn api_equals(projector: &Running, model: &ReadModel) {
 }
 
 async fn states(db: &Database, group: &str) -> Vec<(i64, GenerationState)> {
-    Generations::new(db.clone(), group).list().await.unwrap().iter().map(|g| (g.generation, g.state)).collect()
+    ProjectorService::generations(db.clone(), group)
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| (g.generation, g.state))
+        .collect()
 }
 
 async fn rebuild_while_events_arrive(backend: Backend) {
@@ -210,9 +217,11 @@ async fn rebuild_while_events_arrive(backend: Backend) {
 
     let mut events = Vec::new();
     let summary =
-        rebuild::rebuild(context(&env, &settings, &db), CancellationToken::new(), |event| events.push(event.clone()))
-            .await
-            .unwrap();
+        rebuild::rebuild::<ProjectorService>(context(&env, &settings, &db), CancellationToken::new(), |event| {
+            events.push(event.clone())
+        })
+        .await
+        .unwrap();
     assert_eq!(summary.outcome, RebuildOutcome::Swapped, "{summary:?}");
     assert_eq!((summary.generation, summary.serving), (2, 1));
     assert_eq!(summary.group_id, group_of(&group, 2));
@@ -249,7 +258,7 @@ async fn rebuild_while_events_arrive(backend: Backend) {
     assert!(old.applied.is_subset(&expected.applied));
 
     // Rollback: generation 1 is active again and catches up from its own offsets.
-    let rolled = rebuild::rollback(&db, &group).await.unwrap();
+    let rolled = rebuild::rollback(&ProjectorService::generations(db.clone(), &group)).await.unwrap();
     assert_eq!((rolled.activated.generation, rolled.demoted), (1, 2));
     assert_eq!(states(&db, &group).await, [(1, GenerationState::Active), (2, GenerationState::Previous)]);
     follows(&projector, 1).await;
@@ -296,9 +305,11 @@ async fn a_live_build_is_refused_a_dead_one_cleaned_up_and_an_interrupted_one_le
     let before = projector.store.snapshot().await.unwrap();
 
     // Another build is alive: refused, nothing changes.
-    let generations = Generations::new(db.clone(), &group);
+    let generations = ProjectorService::generations(db.clone(), &group);
     generations.begin_build(now_ms(), STALE_MS).await.unwrap();
-    let refused = rebuild::rebuild(context(&env, &settings, &db), CancellationToken::new(), |_| {}).await.unwrap_err();
+    let refused = rebuild::rebuild::<ProjectorService>(context(&env, &settings, &db), CancellationToken::new(), |_| {})
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             refused,
@@ -314,7 +325,7 @@ async fn a_live_build_is_refused_a_dead_one_cleaned_up_and_an_interrupted_one_le
 
     // Its builder died: the next rebuild cleans it up and says so; interrupted before the
     // swap, it leaves generation 1 active and untouched and its own generation retired.
-    sqlx::query("UPDATE projector_generations SET heartbeat_at_ms = $1 WHERE generation = 2")
+    sqlx::query("UPDATE eventline_generations SET heartbeat_at_ms = $1 WHERE service = 'projector' AND generation = 2")
         .bind(now_ms() - i64::try_from(STALE_AFTER.as_millis()).unwrap() - 1)
         .execute(db.pool())
         .await
@@ -322,7 +333,7 @@ async fn a_live_build_is_refused_a_dead_one_cleaned_up_and_an_interrupted_one_le
     let interrupted = CancellationToken::new();
     interrupted.cancel();
     let mut events = Vec::new();
-    let summary = rebuild::rebuild(context(&env, &settings, &db), interrupted, |event| {
+    let summary = rebuild::rebuild::<ProjectorService>(context(&env, &settings, &db), interrupted, |event| {
         events.push(event.clone());
     })
     .await
@@ -341,11 +352,11 @@ async fn a_live_build_is_refused_a_dead_one_cleaned_up_and_an_interrupted_one_le
         assert!(gone.is_err(), "{table} was dropped");
     }
     assert_eq!(projector.store.snapshot().await.unwrap(), before);
-    let status = rebuild::status(&db, &group).await.unwrap();
+    let status = rebuild::status(&ProjectorService::generations(db.clone(), &group)).await.unwrap();
     assert_eq!(status.active, 1);
     assert_eq!(status.generations[0].applied_events, Some(2));
     assert_eq!(status.generations[2].applied_events, None);
-    let no_previous = rebuild::rollback(&db, &group).await.unwrap_err();
+    let no_previous = rebuild::rollback(&ProjectorService::generations(db.clone(), &group)).await.unwrap_err();
     assert!(no_previous.to_string().contains("no previous generation"), "{no_previous}");
     projector.stop().await;
 }

@@ -9,8 +9,10 @@
 //! GET  /admin/v1/groups/{group}/dlq                  dead letters (?type=&from_offset=&to_offset=)
 //! GET  /admin/v1/groups/{group}/dlq/{partition}/{offset}
 //! POST /admin/v1/groups/{group}/dlq/redrive          {"select": ..., "execute": false}
-//! GET  /admin/v1/projector/generations               the read model's generations
-//! POST /admin/v1/projector/rollback                  make the previous generation active
+//! GET  /admin/v1/consumers/{name}/generations        a rebuildable consumer's generations
+//! POST /admin/v1/consumers/{name}/rollback           make its previous generation active
+//! GET  /admin/v1/projector/generations               the same for the projector (kept for
+//! POST /admin/v1/projector/rollback                  scripts written before the above)
 //! ```
 //!
 //! Every request needs `Authorization: Bearer <admin.token>`; without a configured token the
@@ -28,15 +30,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::{Secret, Section};
+use eventline_common::config::{ConfigSource, Secret, Section};
 use eventline_common::db::DatabaseSettings;
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::SchemaRegistrySettings;
-use eventline_common::service::ConsumerService as _;
 use eventline_common::shutdown::Supervisor;
 use eventline_common::telemetry::{self, TelemetrySettings};
-use eventline_projector::{ProjectorService, ProjectorSettings};
 use serde::{Deserialize, Serialize};
 
 pub use problem::Problem;
@@ -76,7 +76,8 @@ pub(crate) struct Inner {
     pub(crate) kafka: KafkaSettings,
     pub(crate) database: DatabaseSettings,
     pub(crate) schema_registry: SchemaRegistrySettings,
-    pub(crate) projector: ProjectorSettings,
+    /// The configuration, for the consumers' own settings (their groups).
+    pub(crate) source: ConfigSource,
     pub(crate) catalog: Catalog,
 }
 
@@ -86,11 +87,11 @@ impl AdminState {
         kafka: KafkaSettings,
         database: DatabaseSettings,
         schema_registry: SchemaRegistrySettings,
-        projector: ProjectorSettings,
+        source: ConfigSource,
         catalog: Catalog,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(!token.is_empty(), "the admin API needs a token: set admin.token (EVENTLINE_ADMIN__TOKEN)");
-        Ok(Self { inner: Arc::new(Inner { token, kafka, database, schema_registry, projector, catalog }) })
+        Ok(Self { inner: Arc::new(Inner { token, kafka, database, schema_registry, source, catalog }) })
     }
 }
 
@@ -120,7 +121,7 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<()> {
         kafka,
         source.section(Section::Database)?,
         source.section(Section::SchemaRegistry)?,
-        source.consumer(ProjectorService::NAME, ProjectorSettings::default())?,
+        source.clone(),
         Catalog::embedded().context("the embedded catalog is invalid")?,
     )?;
     let listener = eventline_common::http::bind(&settings.listen, "admin API").await?;

@@ -7,11 +7,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use eventline_common::generations::{GenerationError, GenerationsStatus, RollbackSummary};
 use eventline_common::kafka::consumer::lag::LagError;
 use eventline_common::kafka::consumer::OffsetStore;
 use eventline_common::registry_client::RegistryClient;
-use eventline_projector::generations::GenerationError;
-use eventline_projector::rebuild::{GenerationsStatus, RollbackSummary};
+use eventline_common::service::ConsumerService as _;
+use eventline_projector::ProjectorService;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,8 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/admin/v1/groups/{group}/dlq", get(list_dead_letters))
         .route("/admin/v1/groups/{group}/dlq/redrive", post(redrive_dead_letters))
         .route("/admin/v1/groups/{group}/dlq/{partition}/{offset}", get(show_dead_letter))
+        .route("/admin/v1/consumers/{name}/generations", get(consumer_generations))
+        .route("/admin/v1/consumers/{name}/rollback", post(consumer_rollback))
         .route("/admin/v1/projector/generations", get(projector_generations))
         .route("/admin/v1/projector/rollback", post(projector_rollback))
 }
@@ -190,17 +193,21 @@ async fn redrive_dead_letters(
     Ok(Json(outcome))
 }
 
-async fn projector_generations(State(state): State<AdminState>) -> Answer<GenerationsStatus> {
-    rebuild::status(&state.inner.database, &state.inner.projector)
+async fn consumer_generations(State(state): State<AdminState>, Path(name): Path<String>) -> Answer<GenerationsStatus> {
+    rebuildable(&name)?;
+    let inner = &state.inner;
+    rebuild::status(&name, &inner.database, &inner.source)
         .await
         .map(Json)
         .map_err(|error| Problem::unavailable(format!("{error:#}")))
 }
 
-/// Rebuilds themselves run long and report progress: they are `eventline rebuild projector`'s;
+/// Rebuilds themselves run long and report progress: they are `eventline rebuild <name>`'s;
 /// a rollback is one transaction.
-async fn projector_rollback(State(state): State<AdminState>) -> Answer<RollbackSummary> {
-    rebuild::rollback(&state.inner.database, &state.inner.projector).await.map(Json).map_err(|error| {
+async fn consumer_rollback(State(state): State<AdminState>, Path(name): Path<String>) -> Answer<RollbackSummary> {
+    rebuildable(&name)?;
+    let inner = &state.inner;
+    rebuild::rollback(&name, &inner.database, &inner.source).await.map(Json).map_err(|error| {
         match error.downcast_ref::<GenerationError>() {
             Some(GenerationError::Transition(_) | GenerationError::Conflict { .. }) => {
                 Problem::conflict(format!("{error:#}"))
@@ -208,4 +215,17 @@ async fn projector_rollback(State(state): State<AdminState>) -> Answer<RollbackS
             _ => Problem::unavailable(format!("{error:#}")),
         }
     })
+}
+
+/// 404 unless `name` is a consumer that can be rebuilt.
+fn rebuildable(name: &str) -> Result<(), Problem> {
+    rebuild::rebuildable(name).map(|_| ()).map_err(|error| Problem::not_found(format!("{error:#}")))
+}
+
+async fn projector_generations(state: State<AdminState>) -> Answer<GenerationsStatus> {
+    consumer_generations(state, Path(ProjectorService::NAME.to_owned())).await
+}
+
+async fn projector_rollback(state: State<AdminState>) -> Answer<RollbackSummary> {
+    consumer_rollback(state, Path(ProjectorService::NAME.to_owned())).await
 }

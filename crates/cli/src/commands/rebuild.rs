@@ -1,45 +1,48 @@
-//! `eventline rebuild projector`: build the projector's read model again from the start of the
-//! log into tables of its own, under a consumer group of its own, while the running projector
-//! keeps serving; then swap it in atomically and keep the old one for a rollback.
+//! `eventline rebuild <consumer>`: build a consumer service's tables again from the start of
+//! the log into tables of their own, under a consumer group of its own, while the running
+//! service keeps serving; then swap them in atomically and keep the old ones for a rollback.
+//! Any registered consumer that is [`Rebuildable`](eventline_common::service::Rebuildable)
+//! (the projector's read model today) can be named; another name is refused with the list.
 //!
 //! - `eventline rebuild projector`: builds generation N+1 with progress every 2 s (events
 //!   applied, lag, rate, time left); once it has caught up it becomes active in one transaction
-//!   and the running projector follows it within half a second. Ctrl-C before that stops the
+//!   and the running service follows it within half a second. Ctrl-C before that stops the
 //!   build: generation N stays active and untouched, N+1 is retired and its tables dropped.
-//! - `--rollback`: the previous generation is active again (the running projector switches
+//! - `--rollback`: the previous generation is active again (the running service switches
 //!   back, and that generation's group catches up from its own offsets).
 //! - `--status`: the generations and their states.
 //!
-//! Reads the sections `kafka`, `schema_registry`, `database` and `projector` (its consumer
-//! group and topics) like the projector itself. The work is in
-//! [`eventline_projector::rebuild`]; this module only prints.
+//! Reads the sections `kafka`, `schema_registry`, `database` and `consumers.<consumer>` (its
+//! consumer group and topics) like the service itself. The work is in
+//! [`eventline_common::generations`]; this module only prints.
 
 use std::path::Path;
 
 use anyhow::Context;
 use chrono::DateTime;
-use clap::{Args, ValueEnum};
+use clap::builder::PossibleValuesParser;
+use clap::Args;
 use eventline_common::catalog::Catalog;
-use eventline_common::config::Section;
+use eventline_common::config::{ConfigSource, Section};
 use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::generations::{
+    self, BuildProgress, Generation, Generations, GenerationsStatus, RebuildEvent, RebuildOutcome, RebuildSummary,
+    RollbackSummary, STALE_AFTER,
+};
 use eventline_common::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use eventline_common::kafka::KafkaSettings;
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
-use eventline_common::service::ConsumerService as _;
-use eventline_projector::generations::Generation;
-use eventline_projector::rebuild::{
-    self, BuildProgress, GenerationsStatus, RebuildContext, RebuildEvent, RebuildOutcome, RebuildSummary,
-    RollbackSummary, STALE_AFTER,
-};
-use eventline_projector::{ProjectorService, ProjectorSettings};
+use eventline_common::service::{Platform, RebuildEntry};
 use tokio_util::sync::CancellationToken;
 
 use super::publish::OutputFormat;
+use crate::services;
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
-    /// The read model to rebuild.
-    pub target: RebuildTarget,
+    /// The consumer service whose tables to rebuild.
+    #[arg(value_parser = PossibleValuesParser::new(services::rebuildable_names()))]
+    pub target: String,
     /// Make the previous generation active again instead of building a new one.
     #[arg(long, conflicts_with = "status")]
     pub rollback: bool,
@@ -51,66 +54,74 @@ pub struct RebuildArgs {
     pub output: OutputFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RebuildTarget {
-    /// The projector's read models (orders, customers, payments) and their query API.
-    Projector,
+/// The rebuildable consumer `name`, or an error listing the rebuildable ones.
+pub fn rebuildable(name: &str) -> anyhow::Result<&'static RebuildEntry> {
+    services::consumer(name).and_then(|entry| entry.rebuild()).with_context(|| {
+        format!(
+            "`{name}` is not a consumer that can be rebuilt (these can: {})",
+            services::rebuildable_names().join(", ")
+        )
+    })
 }
 
-/// What the command reads from config.
-struct RebuildConfig {
-    kafka: KafkaSettings,
-    schema_registry: SchemaRegistrySettings,
-    database: DatabaseSettings,
-    projector: ProjectorSettings,
-}
-
-impl RebuildConfig {
-    fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let source = crate::services::config(file)?;
-        Ok(Self {
-            kafka: source.section(Section::Kafka)?,
-            schema_registry: source.section(Section::SchemaRegistry)?,
-            database: source.section(Section::Database)?,
-            projector: source.consumer(ProjectorService::NAME, ProjectorSettings::default())?,
-        })
-    }
-}
-
-/// The generations of the projector's read model in `database` (`--status`).
-pub async fn status(database: &DatabaseSettings, projector: &ProjectorSettings) -> anyhow::Result<GenerationsStatus> {
-    let db = open_database(database).await?;
-    rebuild::status(&db, &projector.consumer.group_id)
+/// The generations of the consumer `name` in `database`, recorded first if the service has
+/// not run since `eventline_generations` exists.
+async fn generations_of(name: &str, database: &DatabaseSettings, source: &ConfigSource) -> anyhow::Result<Generations> {
+    let entry = rebuildable(name)?;
+    let db = open_database(name, database).await?;
+    let generations = entry.generations(db, source)?;
+    generations
+        .ensure()
         .await
-        .context("cannot read the projector's generations (has the projector run against this database?)")
+        .with_context(|| format!("cannot read the generations of {name} (has {name} run against this database?)"))?;
+    Ok(generations)
 }
 
-/// Makes the previous generation active again (`--rollback`). A [`GenerationError`] inside the
-/// error says why it was refused (e.g. no previous generation).
+/// The generations of the consumer `name` in `database` (`--status`).
+pub async fn status(
+    name: &str,
+    database: &DatabaseSettings,
+    source: &ConfigSource,
+) -> anyhow::Result<GenerationsStatus> {
+    let generations = generations_of(name, database, source).await?;
+    generations::status(&generations)
+        .await
+        .with_context(|| format!("cannot read the generations of {name} (has {name} run against this database?)"))
+}
+
+/// Makes the previous generation of the consumer `name` active again (`--rollback`). A
+/// [`GenerationError`] inside the error says why it was refused (e.g. no previous generation).
 ///
-/// [`GenerationError`]: eventline_projector::generations::GenerationError
-pub async fn rollback(database: &DatabaseSettings, projector: &ProjectorSettings) -> anyhow::Result<RollbackSummary> {
-    let db = open_database(database).await?;
-    rebuild::rollback(&db, &projector.consumer.group_id).await.context("cannot roll back")
+/// [`GenerationError`]: eventline_common::generations::GenerationError
+pub async fn rollback(
+    name: &str,
+    database: &DatabaseSettings,
+    source: &ConfigSource,
+) -> anyhow::Result<RollbackSummary> {
+    let generations = generations_of(name, database, source).await?;
+    generations::rollback(&generations).await.context("cannot roll back")
 }
 
 pub async fn run(config_file: Option<&Path>, args: RebuildArgs) -> anyhow::Result<()> {
-    let RebuildTarget::Projector = args.target;
-    let config = RebuildConfig::load(config_file)?;
+    let name = args.target.as_str();
+    let entry = rebuildable(name)?;
+    let source = services::config(config_file)?;
+    let database: DatabaseSettings = source.section(Section::Database)?;
     if args.status {
-        return print_status(&status(&config.database, &config.projector).await?, args.output);
+        return print_status(&status(name, &database, &source).await?, args.output);
     }
     if args.rollback {
-        return print_rollback(&rollback(&config.database, &config.projector).await?, args.output);
+        return print_rollback(name, &rollback(name, &database, &source).await?, args.output);
     }
-    check_connection(&config.kafka, CONNECT_TIMEOUT).await?;
-    let db = open_database(&config.database).await?;
-    let context = RebuildContext {
-        registry_client: RegistryClient::new(&config.schema_registry)?,
+    let kafka: KafkaSettings = source.section(Section::Kafka)?;
+    let schema_registry: SchemaRegistrySettings = source.section(Section::SchemaRegistry)?;
+    check_connection(&kafka, CONNECT_TIMEOUT).await?;
+    let platform = Platform {
+        db: open_database(name, &database).await?,
+        registry_client: RegistryClient::new(&schema_registry)?,
         catalog: Catalog::embedded().context("the embedded catalog is invalid")?,
-        settings: config.projector,
-        kafka: config.kafka,
-        db,
+        kafka,
+        metrics: prometheus::Registry::new(),
     };
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
@@ -119,10 +130,11 @@ pub async fn run(config_file: Option<&Path>, args: RebuildArgs) -> anyhow::Resul
         on_signal.cancel();
     });
     let output = args.output;
-    let summary = rebuild::rebuild(context, stop, |event| print_event(event, output))
+    let summary = entry
+        .rebuild(platform, source, stop, Box::new(move |event| print_event(event, output)))
         .await
         .context("the rebuild failed; the active generation was not changed")?;
-    print_summary(&summary, output)?;
+    print_summary(name, &summary, output)?;
     anyhow::ensure!(
         summary.outcome == RebuildOutcome::Swapped,
         "the rebuild was interrupted before the swap (see above)"
@@ -131,15 +143,17 @@ pub async fn run(config_file: Option<&Path>, args: RebuildArgs) -> anyhow::Resul
 }
 
 /// The configured database; a SQLite file that does not exist is a mistake, not a new database.
-async fn open_database(settings: &DatabaseSettings) -> anyhow::Result<Database> {
+async fn open_database(name: &str, settings: &DatabaseSettings) -> anyhow::Result<Database> {
     if let Some(path) = settings.url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
         anyhow::ensure!(
             Path::new(path).exists(),
-            "no database at {path} (database.url): point it at the projector's database"
+            "no database at {path} (database.url): point it at the database of {name}"
         );
     }
-    Database::connect(settings).await.context("cannot connect to the projector's database (database.url)")
+    Database::connect(settings)
+        .await
+        .with_context(|| format!("cannot connect to the database of {name} (database.url)"))
 }
 
 fn time(millis: Option<i64>) -> String {
@@ -188,7 +202,7 @@ fn progress_line(progress: &BuildProgress) -> String {
     )
 }
 
-fn print_summary(summary: &RebuildSummary, output: OutputFormat) -> anyhow::Result<()> {
+fn print_summary(name: &str, summary: &RebuildSummary, output: OutputFormat) -> anyhow::Result<()> {
     if output == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
@@ -204,7 +218,7 @@ fn print_summary(summary: &RebuildSummary, output: OutputFormat) -> anyhow::Resu
                 summary.group_id
             );
             println!(
-                "generation {} is kept as previous; `eventline rebuild projector --rollback` makes it active again",
+                "generation {} is kept as previous; `eventline rebuild {name} --rollback` makes it active again",
                 summary.serving
             );
             for retired in &summary.retired {
@@ -220,19 +234,19 @@ fn print_summary(summary: &RebuildSummary, output: OutputFormat) -> anyhow::Resu
     Ok(())
 }
 
-fn print_rollback(summary: &RollbackSummary, output: OutputFormat) -> anyhow::Result<()> {
+fn print_rollback(name: &str, summary: &RollbackSummary, output: OutputFormat) -> anyhow::Result<()> {
     if output == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
     }
     println!(
-        "generation {} is active again (tables {}, group {}); the running projector switches to it \
+        "generation {} is active again (tables {}, group {}); the running {name} switches to it \
          and catches up from that group's own offsets",
         summary.activated.generation,
         tables(&summary.activated),
         summary.activated.group_id
     );
-    println!("generation {} is now previous; `eventline rebuild projector --rollback` returns to it", summary.demoted);
+    println!("generation {} is now previous; `eventline rebuild {name} --rollback` returns to it", summary.demoted);
     Ok(())
 }
 

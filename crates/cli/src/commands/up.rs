@@ -148,7 +148,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
         config.kafka.clone(),
         config.database.clone(),
         config.schema_registry.clone(),
-        config.projector.clone(),
+        config.source.clone(),
         catalog.clone(),
     )?;
     let listener = eventline_common::http::bind(&config.admin.listen, "admin API").await?;

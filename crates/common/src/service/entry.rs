@@ -3,6 +3,8 @@
 //! A [`ServiceEntry`] is a service with its type erased, so one list (the `eventline` command's
 //! `services.rs`) can name every consumer service: `eventline up` starts each, `eventline run
 //! <name>` starts one, and the config's `[consumers.*]` tables are checked against the list.
+//! A [`Rebuildable`] service's entry also carries a [`RebuildEntry`]: `eventline rebuild
+//! <name>` and the admin API's generations routes, for every such service.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +14,10 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::{prepare, ConsumerService, Platform, ServiceSettings};
+use super::{prepare, ConsumerService, Platform, Rebuildable, ServiceSettings};
 use crate::config::{ConfigSource, Section};
+use crate::db::Database;
+use crate::generations::{self, Generations, RebuildContext, RebuildEvent, RebuildSummary};
 use crate::shutdown::{Signals, Supervisor};
 use crate::telemetry::TelemetrySettings;
 
@@ -24,11 +28,23 @@ pub struct ServiceEntry {
     pub name: &'static str,
     prepare: fn(Platform, ConfigSource) -> BoxFuture<'static, anyhow::Result<PreparedService>>,
     listen: fn(&ConfigSource) -> anyhow::Result<String>,
+    rebuild: Option<RebuildEntry>,
 }
 
 impl ServiceEntry {
     pub const fn of<S: ConsumerService>() -> Self {
-        Self { name: S::NAME, prepare: prepare_erased::<S>, listen: listen::<S> }
+        Self { name: S::NAME, prepare: prepare_erased::<S>, listen: listen::<S>, rebuild: None }
+    }
+
+    /// A service whose tables can be rebuilt (`eventline rebuild <name>`).
+    pub const fn rebuildable<S: Rebuildable>() -> Self {
+        let rebuild = RebuildEntry { generations: generations_of::<S>, rebuild: rebuild_erased::<S> };
+        Self { rebuild: Some(rebuild), ..Self::of::<S>() }
+    }
+
+    /// How to rebuild it, when it can be.
+    pub fn rebuild(&self) -> Option<&RebuildEntry> {
+        self.rebuild.as_ref()
     }
 
     /// Reads the service's settings from `source`, builds it over `platform` and binds it.
@@ -50,6 +66,61 @@ impl std::fmt::Debug for ServiceEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceEntry").field("name", &self.name).finish()
     }
+}
+
+/// Rebuilding one service's tables, its type erased: [`generations`](crate::generations)
+/// functions with the service's settings read from a [`ConfigSource`].
+#[derive(Clone, Copy)]
+pub struct RebuildEntry {
+    generations: fn(Database, &ConfigSource) -> anyhow::Result<Generations>,
+    rebuild: fn(
+        Platform,
+        ConfigSource,
+        CancellationToken,
+        OnRebuildEvent,
+    ) -> BoxFuture<'static, anyhow::Result<RebuildSummary>>,
+}
+
+/// What hears of a rebuild's progress (the CLI prints it).
+pub type OnRebuildEvent = Box<dyn FnMut(&RebuildEvent) + Send>;
+
+impl RebuildEntry {
+    /// The service's generations in `db` (its configured group read from `source`); for
+    /// [`generations::status`] and [`generations::rollback`]. Call
+    /// [`Generations::ensure`] first where the service may not have run since the upgrade.
+    pub fn generations(&self, db: Database, source: &ConfigSource) -> anyhow::Result<Generations> {
+        (self.generations)(db, source)
+    }
+
+    /// [`generations::rebuild`] with the service's settings read from `source`.
+    pub fn rebuild(
+        &self,
+        platform: Platform,
+        source: ConfigSource,
+        stop: CancellationToken,
+        on_event: OnRebuildEvent,
+    ) -> BoxFuture<'static, anyhow::Result<RebuildSummary>> {
+        (self.rebuild)(platform, source, stop, on_event)
+    }
+}
+
+fn generations_of<S: Rebuildable>(db: Database, source: &ConfigSource) -> anyhow::Result<Generations> {
+    let settings = source.consumer(S::NAME, S::default_settings())?;
+    Ok(S::generations(db, &settings.consumer().group_id))
+}
+
+fn rebuild_erased<S: Rebuildable>(
+    platform: Platform,
+    source: ConfigSource,
+    stop: CancellationToken,
+    on_event: OnRebuildEvent,
+) -> BoxFuture<'static, anyhow::Result<RebuildSummary>> {
+    Box::pin(async move {
+        let settings = source.consumer(S::NAME, S::default_settings())?;
+        let Platform { kafka, db, registry_client, catalog, metrics: _ } = platform;
+        let context = RebuildContext { settings, db, kafka, registry_client, catalog };
+        Ok(generations::rebuild::<S>(context, stop, on_event).await?)
+    })
 }
 
 /// A service ready to run, its type erased.

@@ -35,12 +35,13 @@ use crate::catalog::Catalog;
 use crate::config::{ConfigSource, Section};
 use crate::db::{Database, DatabaseSettings};
 use crate::effects::EffectLedger;
+use crate::generations::{GenerationTables, Generations};
 use crate::kafka::connection::{check_connection, CONNECT_TIMEOUT};
 use crate::kafka::consumer::{ConsumerProgress, ConsumerSettings, Handler};
 use crate::kafka::KafkaSettings;
 use crate::registry_client::{RegistryClient, SchemaRegistrySettings};
 
-pub use entry::{main, process, PreparedService, ServiceEntry};
+pub use entry::{main, process, OnRebuildEvent, PreparedService, RebuildEntry, ServiceEntry};
 pub use run::{prepare, Prepared, WATCH_INTERVAL};
 
 /// A consumer of events with its own settings, handler and (optionally) HTTP routes.
@@ -82,6 +83,30 @@ pub trait ConsumerService: Sized + Send + Sync + 'static {
     fn current_run(&self, configured: &ConsumerSettings) -> impl Future<Output = anyhow::Result<RunTarget>> + Send {
         let target = RunTarget { group_id: configured.group_id.clone(), generation: 1 };
         async move { Ok(target) }
+    }
+}
+
+/// A consumer service whose tables can be rebuilt side by side and swapped in (`eventline
+/// rebuild <NAME>`; see [`generations`](crate::generations)): it says how to create and drop a
+/// generation's tables, and its handler writes to the generation its run names
+/// ([`ConsumerRun::target`]), checking under its write lock that the generation is still
+/// writable ([`generations::state_of`](crate::generations::state_of)). Its `current_run`
+/// follows the active generation, one line: `Self::generations(db, &configured.group_id)
+/// .current_run().await` (see [`Generations::current_run`]); its `build` calls
+/// [`generations::ensure`](crate::generations::ensure) once its own tables exist. Its consumer
+/// keeps its offsets in the database (`offset_mode = "transactional"`), where a swap compares
+/// them.
+///
+/// A rebuild runs the service's handler over every event again, into new tables: what the
+/// handler does besides writing its tables must be idempotent per event (the effect ledger is:
+/// an effect is recorded once per event, kind and recipient).
+pub trait Rebuildable: ConsumerService {
+    /// Its tables' DDL and write lock.
+    const TABLES: &'static dyn GenerationTables;
+
+    /// Its generations in `db` (`configured_group`: its configured consumer group).
+    fn generations(db: Database, configured_group: &str) -> Generations {
+        Generations::new(db, Self::NAME, configured_group, Self::TABLES)
     }
 }
 

@@ -1,36 +1,34 @@
-//! Rebuilding the read model side by side, swapping it in, and rolling back: what
-//! `eventline rebuild projector` runs (and what an admin API can call).
+//! Rebuilding a service's tables side by side, swapping them in, and rolling back: what
+//! `eventline rebuild <service>` runs (and what the admin API calls), for any
+//! [`Rebuildable`] service.
 //!
-//! [`rebuild`] creates the next generation (its own tables and consumer group), runs a consumer
-//! with the projector's handler on it from the earliest offsets while the running projector
-//! keeps serving and applying to the active generation, reports progress, and once the new
-//! group is near the end of the log (lag within one batch) and, checked under the write lock,
-//! its offsets have reached the active group's on every partition, swaps in one transaction. The running projector notices within
-//! [`WATCH_INTERVAL`](eventline_common::service::WATCH_INTERVAL) and moves its consumer to the new generation.
-//! Interrupted (or failing) before the swap, the new generation is retired and its tables
-//! dropped; the active one was never touched. [`rollback`] makes the previous generation
-//! active again; [`status`] lists them.
+//! [`rebuild`] builds the service (as its process would, with metrics nobody serves), creates
+//! the next generation (its own tables and consumer group), runs a consumer with the service's
+//! own handler for that generation from the earliest offsets while the running service keeps
+//! serving and applying to the active generation, reports progress, and once the new group is
+//! near the end of the log (lag within one batch) and, checked under the service's write lock,
+//! its offsets have reached the active group's on every partition, swaps in one transaction.
+//! The running service notices within [`WATCH_INTERVAL`](crate::service::WATCH_INTERVAL) and
+//! moves its consumer to the new generation. Interrupted (or failing) before the swap, the new
+//! generation is retired and its tables dropped; the active one was never touched.
+//! [`rollback`] makes the previous generation active again; [`status`] lists them.
 
 use std::time::{Duration, Instant};
 
-use eventline_common::catalog::Catalog;
-use eventline_common::db::Database;
-use eventline_common::kafka::consumer::lag::LagError;
-use eventline_common::kafka::consumer::{
-    group_lag, ConsumerError, ConsumerMetrics, ConsumerProgress, ConsumerRuntime, OffsetSource, OffsetStore,
-    SettingsError, StartPosition,
-};
-use eventline_common::kafka::KafkaSettings;
-use eventline_common::registry_client::RegistryClient;
 use serde::Serialize;
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ProjectorSettings};
-use crate::generations::{now_ms, Generation, GenerationError, GenerationState, Generations, Started};
-use crate::handler::Projector;
-use crate::metrics::ProjectorMetrics;
-use crate::store::{Store, StoreError, Tables};
+use super::{now_ms, Generation, GenerationError, GenerationState, Generations, Started, TransitionError};
+use crate::catalog::Catalog;
+use crate::db::Database;
+use crate::kafka::consumer::{
+    group_lag, ConsumerError, ConsumerMetrics, ConsumerProgress, ConsumerRuntime, OffsetMode, OffsetSource,
+    OffsetStore, SettingsError, StartPosition,
+};
+use crate::kafka::KafkaSettings;
+use crate::registry_client::RegistryClient;
+use crate::service::{ConsumerRun, ConsumerService, Platform, Rebuildable, RunTarget, ServiceContext, ServiceSettings};
 
 /// How often a rebuild reports progress.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -46,14 +44,25 @@ const STOP_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("invalid projector settings")]
-    Config(#[from] ConfigError),
-    #[error("invalid projector consumer settings")]
+    #[error("invalid settings in [consumers.{service}]")]
+    Config {
+        service: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid consumer settings")]
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Generations(#[from] GenerationError),
-    #[error("cannot prepare the projector's tables")]
-    Store(#[from] StoreError),
+    #[error("cannot build the {service} service (its tables, its state)")]
+    Build {
+        service: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A swap compares the groups' offsets in the database, beside the tables.
+    #[error("{service} cannot be rebuilt with its offsets kept in Kafka: set [consumers.{service}.consumer] offset_mode = \"transactional\"")]
+    OffsetsNotInTheDatabase { service: &'static str },
     #[error("cannot register the rebuild's metrics")]
     Metrics(#[from] prometheus::Error),
     #[error("the consumer building generation {generation} failed")]
@@ -71,18 +80,12 @@ pub enum RebuildError {
          (was this rebuild paused for longer than {STALE_AFTER:?}?)"
     )]
     Lost { generation: i64 },
-    #[error("cannot measure the lag of generation {generation}")]
-    Lag {
-        generation: i64,
-        #[source]
-        source: LagError,
-    },
 }
 
-/// What a rebuild needs: the projector's settings and where everything is.
+/// What a rebuild needs: the service's settings and where everything is.
 #[derive(Clone)]
-pub struct RebuildContext {
-    pub settings: ProjectorSettings,
+pub struct RebuildContext<S> {
+    pub settings: S,
     pub db: Database,
     pub kafka: KafkaSettings,
     pub registry_client: RegistryClient,
@@ -175,7 +178,8 @@ pub struct RebuildSummary {
 pub struct GenerationStatus {
     #[serde(flatten)]
     pub generation: Generation,
-    /// Rows of its applied-events table (events it has applied); `None` once retired.
+    /// Events it has applied ([`GenerationTables::applied_events`](super::GenerationTables));
+    /// `None` once retired, or when the service does not count them.
     pub applied_events: Option<i64>,
 }
 
@@ -188,62 +192,72 @@ pub struct GenerationsStatus {
 /// What a rollback did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackSummary {
-    /// Active again; the running projector resumes it from its group's own offsets.
+    /// Active again; the running service resumes it from its group's own offsets.
     pub activated: Generation,
     /// Was active, now previous (a second rollback returns to it).
     pub demoted: i64,
 }
 
-/// The generations of the read model in `db` (`configured_group`: the projector's group).
-pub async fn status(db: &Database, configured_group: &str) -> Result<GenerationsStatus, GenerationError> {
-    let generations = Generations::new(db.clone(), configured_group).list().await?;
-    let active = generations
+/// The generations of a service's tables, and how many events each has applied.
+pub async fn status(generations: &Generations) -> Result<GenerationsStatus, GenerationError> {
+    let listed = generations.list().await?;
+    let active = listed
         .iter()
         .find(|g| g.state == GenerationState::Active)
         .map(|g| g.generation)
-        .ok_or(crate::generations::TransitionError::NoActive)?;
-    let mut listed = Vec::with_capacity(generations.len());
-    for generation in generations {
-        let applied_events = if generation.state == GenerationState::Retired {
-            None
-        } else {
-            let table = &Tables::of(generation.generation).names()[3];
-            let count = sqlx::query(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(db.pool()).await?;
-            Some(count.try_get::<i64, _>(0)?)
+        .ok_or(TransitionError::NoActive)?;
+    let db = generations.database();
+    let mut with_counts = Vec::with_capacity(listed.len());
+    for generation in listed {
+        let applied_events = match generations.tables().applied_events(&generation.table_prefix) {
+            Some(sql) if generation.state != GenerationState::Retired => {
+                Some(sqlx::query(&sql).fetch_one(db.pool()).await?.try_get::<i64, _>(0)?)
+            }
+            _ => None,
         };
-        listed.push(GenerationStatus { generation, applied_events });
+        with_counts.push(GenerationStatus { generation, applied_events });
     }
-    Ok(GenerationsStatus { active, generations: listed })
+    Ok(GenerationsStatus { active, generations: with_counts })
 }
 
 /// Makes the previous generation active again (the active one becomes previous).
-pub async fn rollback(db: &Database, configured_group: &str) -> Result<RollbackSummary, GenerationError> {
-    let generations = Generations::new(db.clone(), configured_group);
+pub async fn rollback(generations: &Generations) -> Result<RollbackSummary, GenerationError> {
     let transition = generations.rollback(now_ms()).await?;
-    let activated = transition.activates().ok_or(crate::generations::TransitionError::NoPrevious)?;
+    let activated = transition.activates().ok_or(TransitionError::NoPrevious)?;
     let demoted =
         transition.changes.iter().find(|c| c.from == GenerationState::Active).map_or(activated, |c| c.generation);
-    let activated = generations
-        .list()
-        .await?
-        .into_iter()
-        .find(|g| g.generation == activated)
-        .ok_or(crate::generations::TransitionError::NoActive)?;
+    let activated =
+        generations.list().await?.into_iter().find(|g| g.generation == activated).ok_or(TransitionError::NoActive)?;
     Ok(RollbackSummary { activated, demoted })
 }
 
-/// Builds the next generation from the earliest offsets and swaps it in (see the module docs).
-/// `stop` interrupts the build (before the swap); `on_event` hears of progress.
-pub async fn rebuild(
-    context: RebuildContext,
+/// Builds the next generation of `S`'s tables from the earliest offsets and swaps it in (see
+/// the module docs). `stop` interrupts the build (before the swap); `on_event` hears of
+/// progress.
+pub async fn rebuild<S: Rebuildable>(
+    context: RebuildContext<S::Settings>,
     stop: CancellationToken,
     mut on_event: impl FnMut(&RebuildEvent),
 ) -> Result<RebuildSummary, RebuildError> {
     let started_at = Instant::now();
-    context.settings.check()?;
-    context.settings.consumer.validate()?;
-    Store::new(context.db.clone()).migrate().await?;
-    let generations = Generations::new(context.db.clone(), context.settings.consumer.group_id.clone());
+    let service = S::NAME;
+    S::validate(&context.settings).map_err(|source| RebuildError::Config { service, source: source.into() })?;
+    context.settings.consumer().validate()?;
+    if context.settings.consumer().offset_mode != OffsetMode::Transactional {
+        return Err(RebuildError::OffsetsNotInTheDatabase { service });
+    }
+    let platform = Platform {
+        kafka: context.kafka.clone(),
+        db: context.db.clone(),
+        registry_client: context.registry_client.clone(),
+        catalog: context.catalog.clone(),
+        metrics: prometheus::Registry::new(),
+    };
+    let built = S::build(&ServiceContext::new(service, platform, context.settings.clone()))
+        .await
+        .map_err(|source| RebuildError::Build { service, source: source.into() })?;
+    let generations = S::generations(context.db.clone(), &context.settings.consumer().group_id);
+    generations.ensure().await?;
     let stale_after_ms = i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX);
     let started = generations.begin_build(now_ms(), stale_after_ms).await?;
     for generation in &started.cleaned_up {
@@ -255,7 +269,7 @@ pub async fn rebuild(
         table_prefix: started.building.table_prefix.clone(),
         serving: started.serving.generation,
     });
-    let build = Build { context: &context, generations: &generations, started: &started, started_at };
+    let build = Build { context: &context, service: &built, generations: &generations, started: &started, started_at };
     match build.run(&stop, &mut on_event).await {
         Ok(summary) => Ok(summary),
         Err(error @ RebuildError::Lost { .. }) => Err(error),
@@ -263,6 +277,7 @@ pub async fn rebuild(
             // Never leave a half-built generation behind: the active one was not touched.
             if let Err(cleanup) = generations.abandon(started.building.generation).await {
                 tracing::error!(
+                    service,
                     error = %format!("{cleanup:#}"),
                     generation = started.building.generation,
                     "cannot retire the failed build; the next rebuild cleans it up"
@@ -274,14 +289,15 @@ pub async fn rebuild(
 }
 
 /// One build in progress.
-struct Build<'a> {
-    context: &'a RebuildContext,
+struct Build<'a, S: ConsumerService> {
+    context: &'a RebuildContext<S::Settings>,
+    service: &'a S,
     generations: &'a Generations,
     started: &'a Started,
     started_at: Instant,
 }
 
-impl Build<'_> {
+impl<S: ConsumerService> Build<'_, S> {
     async fn run(
         &self,
         stop: &CancellationToken,
@@ -289,15 +305,16 @@ impl Build<'_> {
     ) -> Result<RebuildSummary, RebuildError> {
         let number = self.started.building.generation;
         let stopping = CancellationToken::new();
-        let (runtime, progress) = self.runtime()?;
+        let (runtime, progress) = self.runtime(stopping.clone())?;
         let running = runtime.run(stopping.clone());
         tokio::pin!(running);
-        let topics = self.context.settings.consumer.topics.clone();
+        let consumer = self.context.settings.consumer();
+        let topics = consumer.topics.clone();
         // Under steady traffic the lag is rarely exactly zero at the moment it is measured;
         // what decides is the swap's own check, under the write lock, that the build has
         // reached the active group on every partition. So a swap is tried once the build is
         // within one batch of the end of the log.
-        let swap_within = i64::try_from(self.context.settings.consumer.batch_max_size).unwrap_or(i64::MAX);
+        let swap_within = i64::try_from(consumer.batch_max_size).unwrap_or(i64::MAX);
         let offsets = OffsetStore::new(self.context.db.clone());
         let mut check = tokio::time::interval(CHECK_INTERVAL);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -358,7 +375,7 @@ impl Build<'_> {
                     }
                     return Ok(self.summary(RebuildOutcome::Swapped, transition.drop_tables_of, &progress));
                 }
-                // The live projector applied events the build has not reached yet; go on.
+                // The live service applied events the build has not reached yet; go on.
                 Err(GenerationError::NotCaughtUp { behind, .. }) => behind_active = behind.len(),
                 Err(error) => {
                     stop_consumer(&stopping, running.as_mut(), number).await?;
@@ -371,14 +388,16 @@ impl Build<'_> {
         Ok(self.summary(outcome, Vec::new(), &progress))
     }
 
-    /// The build's consumer: the projector's handler on the new tables, the new group, from
-    /// the earliest offsets.
-    fn runtime(&self) -> Result<(ConsumerRuntime<Projector>, ConsumerProgress), RebuildError> {
+    /// The build's consumer: the service's handler for the new generation, the new group,
+    /// from the earliest offsets, its offsets kept in the database.
+    fn runtime(
+        &self,
+        stopping: CancellationToken,
+    ) -> Result<(ConsumerRuntime<S::Handler>, ConsumerProgress), RebuildError> {
         let building = &self.started.building;
-        let store = Store::for_generation(self.context.db.clone(), building.generation);
-        let metrics = ProjectorMetrics::register(&prometheus::Registry::new())?;
-        let handler = Projector::new(store, metrics);
-        let mut settings = self.context.settings.consumer.clone();
+        let target = RunTarget { group_id: building.group_id.clone(), generation: building.generation };
+        let handler = self.service.handler(&ConsumerRun { target, stopping });
+        let mut settings = self.context.settings.consumer().clone();
         settings.group_id = building.group_id.clone();
         settings.start = StartPosition::Earliest;
         let runtime = ConsumerRuntime::new(

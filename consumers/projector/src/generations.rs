@@ -1,5 +1,7 @@
-//! The active generation's [`Store`] for each query: one cheap lookup of the active row per
-//! request, and the store (its SQL) built once per generation and kept.
+//! The read model's generations (see [`eventline_common::generations`]: rebuilt side by side,
+//! swapped in, rolled back) as the query API sees them: the active generation's [`Store`] for
+//! each query, one cheap lookup of the active row per request, and the store (its SQL) built
+//! once per generation and kept.
 //!
 //! A request resolves the generation once and reads only its tables, so every part of one
 //! answer comes from one generation even when a swap commits in the middle of it. The tables it
@@ -9,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Generation, GenerationError, Generations};
+use eventline_common::generations::{Generation, GenerationError, Generations};
+
 use crate::store::Store;
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ fn row(generation: i64, state: GenerationState) -> Generation {
     Generation {
         generation,
         group_id: group_of("eventline-projector", generation),
-        table_prefix: table_prefix(generation),
+        table_prefix: table_prefix("projector", generation),
         state,
         created_at_ms: 1_000,
         activated_at_ms: None,
@@ -28,9 +28,9 @@ const STALE_MS: i64 = 30_000;
 
 #[test]
 fn names_of_the_first_generation_are_the_original_ones() {
-    assert_eq!(table_prefix(1), "projector_");
+    assert_eq!(table_prefix("projector", 1), "projector_");
     assert_eq!(group_of("eventline-projector", 1), "eventline-projector");
-    assert_eq!(table_prefix(12), "projector_g12_");
+    assert_eq!(table_prefix("projector", 12), "projector_g12_");
     assert_eq!(group_of("eventline-projector", 12), "eventline-projector.g12");
 }
 

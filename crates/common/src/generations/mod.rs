@@ -1,9 +1,11 @@
-//! Generations of the read model: the same read model built again from the start of the log,
-//! side by side, and swapped in atomically (`eventline rebuild projector`).
+//! Generations of a consumer service's tables: the same tables built again from the start of
+//! the log, side by side, and swapped in atomically (`eventline rebuild <service>`), for any
+//! service that implements [`Rebuildable`](crate::service::Rebuildable) (the projector today).
 //!
-//! Each generation is one row of `projector_generations`: its own tables (prefix
-//! [`table_prefix`]) and its own consumer group ([`group_of`]), so it keeps its own offsets.
-//! Generation 1 is the original unsuffixed tables and the configured group. Transitions:
+//! Each generation is one row of `eventline_generations`, keyed by (service, generation): its
+//! own tables (prefix [`table_prefix`], `<service>_g<N>_`) and its own consumer group
+//! ([`group_of`], `<group>.g<N>`), so it keeps its own offsets. Generation 1 is the service's
+//! original tables (`<service>_`) and its configured group. Transitions:
 //!
 //! - building → active: the swap at the end of a build; in the same transaction the active
 //!   one becomes previous, and an older previous one retired (its tables dropped);
@@ -11,29 +13,62 @@
 //! - building → retired: the build was interrupted or failed, or its builder died (no
 //!   heartbeat); its tables are dropped.
 //!
-//! Exactly one generation is active; at most one is previous (the rollback target) and at most
-//! one is building. This module is the pure part: states, names and the transitions, planned
-//! from the rows as they are; [`store::Generations`] runs them in SQL, one transaction each.
+//! Exactly one generation per service is active; at most one is previous (the rollback target)
+//! and at most one is building. This module is the pure part: states, names and the
+//! transitions, planned from the rows as they are; [`Generations`] runs them in SQL, one
+//! transaction each, under the service's write lock; [`rebuild`], [`rollback`] and [`status`]
+//! are what `eventline rebuild <service>` and the admin API run.
 
-pub mod active;
-pub mod store;
+mod rebuild;
+mod store;
 
-use eventline_common::kafka::consumer::TopicPartition;
 use serde::Serialize;
 
-pub use active::ActiveStore;
-pub use store::{now_ms, GenerationError, Generations, Started};
+use crate::kafka::consumer::TopicPartition;
 
-/// The first generation: the tables the projector's migrations create.
+pub use rebuild::{
+    rebuild, rollback, status, BuildProgress, GenerationStatus, GenerationsStatus, RebuildContext, RebuildError,
+    RebuildEvent, RebuildOutcome, RebuildSummary, RollbackSummary, HEARTBEAT_INTERVAL, PROGRESS_INTERVAL, STALE_AFTER,
+};
+pub use store::{ensure, now_ms, state_of, GenerationError, Generations, Started};
+
+/// The first generation: the service's original tables, created by its own migrations.
 pub const FIRST: i64 = 1;
+
+/// What the generations need to know of a service's tables: how to create and drop one
+/// generation's (given its table prefix, [`table_prefix`]) and the write lock every write
+/// transaction of the service takes first. A service's handler writes to the generation its
+/// run names ([`ConsumerRun::target`](crate::service::ConsumerRun)), under that lock, and only
+/// while [`state_of`] says it [is writable](GenerationState::is_writable).
+pub trait GenerationTables: Send + Sync + 'static {
+    /// The statement that takes the service's write lock (an `UPDATE` of one row): batches of
+    /// every generation and every transition run it first, so they run one at a time.
+    fn write_lock(&self) -> &'static str;
+    /// The statements creating a later generation's tables with the columns and indexes of
+    /// the first one's, named `<prefix><table>`.
+    fn create_statements(&self, prefix: &str) -> Vec<String>;
+    /// The statements dropping a generation's tables; absent ones are not an error.
+    fn drop_statements(&self, prefix: &str) -> Vec<String>;
+    /// A query answering one count (the events a generation has applied) for `--status`.
+    fn applied_events(&self, prefix: &str) -> Option<String> {
+        let _ = prefix;
+        None
+    }
+    /// A table where the service kept its generations before `eventline_generations`, with
+    /// the same columns minus `service`: copied once, at first use (see
+    /// [`Generations::ensure`]).
+    fn legacy_table(&self) -> Option<&'static str> {
+        None
+    }
+}
 
 /// Where a generation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GenerationState {
-    /// Being built from the start of the log by `eventline rebuild projector`; not served.
+    /// Being built from the start of the log by `eventline rebuild <service>`; not served.
     Building,
-    /// Served by the query API and followed by the running projector.
+    /// Served (the service's queries read it) and followed by the running service.
     Active,
     /// The one that was active before the last swap: kept, with its rows and offsets, so a
     /// rollback can make it active again.
@@ -62,9 +97,10 @@ impl GenerationState {
         }
     }
 
-    /// Whether batches may be applied to a generation in this state: a projector that still
+    /// Whether batches may be applied to a generation in this state: a consumer that still
     /// runs for a generation that was just swapped out must not move it on, or its offsets and
-    /// rows would no longer be what a rollback expects.
+    /// rows would no longer be what a rollback expects. A handler checks it with [`state_of`]
+    /// in its batch's transaction, after taking the service's write lock.
     pub fn is_writable(self) -> bool {
         matches!(self, GenerationState::Building | GenerationState::Active)
     }
@@ -76,13 +112,13 @@ impl std::fmt::Display for GenerationState {
     }
 }
 
-/// One row of `projector_generations`.
+/// One generation of one service's tables: a row of `eventline_generations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Generation {
     pub generation: i64,
     /// The consumer group whose offsets belong to this generation's tables.
     pub group_id: String,
-    /// Its tables are `<table_prefix>orders`, `…customers`, `…payments`, `…applied_events`.
+    /// Its tables are `<table_prefix><table>` (the projector's `projector_g2_orders`, …).
     pub table_prefix: String,
     pub state: GenerationState,
     /// Unix milliseconds.
@@ -93,12 +129,13 @@ pub struct Generation {
     pub heartbeat_at_ms: Option<i64>,
 }
 
-/// The table prefix of `generation`: `projector_` for the first, `projector_g<N>_` after.
-pub fn table_prefix(generation: i64) -> String {
+/// The table prefix of `service`'s `generation`: `<service>_` for the first (`projector_`),
+/// `<service>_g<N>_` after (`projector_g2_`).
+pub fn table_prefix(service: &str, generation: i64) -> String {
     if generation == FIRST {
-        "projector_".to_owned()
+        format!("{service}_")
     } else {
-        format!("projector_g{generation}_")
+        format!("{service}_g{generation}_")
     }
 }
 
@@ -121,11 +158,11 @@ pub enum TransitionError {
          whose builder was killed is cleaned up once its heartbeat is {stale_after_ms} ms old"
     )]
     AlreadyBuilding { generation: i64, heartbeat_age_ms: i64, stale_after_ms: i64 },
-    #[error("no generation of the projector's read model is active (projector_generations is damaged)")]
+    #[error("no generation is active (eventline_generations is damaged)")]
     NoActive,
     #[error(
         "there is no previous generation to roll back to: a rollback needs a completed rebuild \
-         (see `eventline rebuild projector --status`)"
+         (see `eventline rebuild <service> --status`)"
     )]
     NoPrevious,
     #[error("generation {generation} is no longer being built (it is {state}); another command changed it")]
@@ -293,8 +330,8 @@ pub struct Behind {
 }
 
 /// The partitions of `topics` where `candidate` has not reached `reference` (both: next
-/// offsets by partition). A swap waits until there are none, so that no answer of the query
-/// API goes back in time when the new generation takes over.
+/// offsets by partition). A swap waits until there are none, so that no answer read from the
+/// service's tables goes back in time when the new generation takes over.
 pub fn behind(
     topics: &[String],
     reference: &[(TopicPartition, i64)],
