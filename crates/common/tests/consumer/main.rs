@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod delivery;
+mod key_order;
 mod members;
 mod offset_store;
 mod offsets;
