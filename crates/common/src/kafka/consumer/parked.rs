@@ -424,6 +424,11 @@ impl KeyBlocks {
         self.heads.is_empty()
     }
 
+    /// Whether `key` is blocked by a dead-lettered head (which only a redrive resolves).
+    pub(crate) fn waits_for_redrive(&self, key: &str) -> bool {
+        self.heads.get(key).is_some_and(|head| head.state == ParkedState::Dead)
+    }
+
     fn set_parked(&mut self, parked: i64) {
         self.gauge.add(parked - self.parked);
         self.parked = parked;
@@ -528,7 +533,9 @@ mod tests {
         blocks.block("k1", head(5, ParkedState::Retry, 50), DeadLetterReason::RetriesExhausted, "x");
         blocks.add_parked(2);
         assert!(blocks.is_blocked("k1") && !blocks.is_blocked("k2"));
+        assert!(!blocks.waits_for_redrive("k1"));
         blocks.block("k1", head(4, ParkedState::Dead, 0), DeadLetterReason::Permanent, "y");
+        assert!(blocks.waits_for_redrive("k1"));
         assert_eq!(gauge.get(), 4);
         assert_eq!(blocks.due(49, 100), Vec::<String>::new(), "the earlier dead event is the head now");
         assert_eq!(blocks.next_retry_ms(), None);

@@ -293,13 +293,13 @@ impl<H: Handler> Worker<H> {
 
     /// For each event that is the redrive of a dead-lettered head (same key and event id), the
     /// parked rows its handler transaction deletes. Only looked up for keys that can have one:
-    /// on the retry topic every key, elsewhere the blocked ones.
+    /// on the retry topic every key, elsewhere the keys whose head is dead-lettered.
     async fn resolutions(&self, events: &[Delivered]) -> Result<HashMap<i64, Vec<ParkedId>>, Stopped> {
         let mut resolutions = HashMap::new();
         let Some(store) = &self.engine.parked else { return Ok(resolutions) };
         for event in events {
             let Some(key) = event.key.as_deref() else { continue };
-            if self.blocks.as_ref().is_some_and(|blocks| !blocks.is_blocked(key)) {
+            if self.blocks.as_ref().is_some_and(|blocks| !blocks.waits_for_redrive(key)) {
                 continue;
             }
             let event_id = event.envelope.id.to_string();
