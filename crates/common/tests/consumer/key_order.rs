@@ -39,11 +39,16 @@ struct Keyed {
     flaky_seen: Shared<u32>,
     accept_poison: Arc<AtomicBool>,
     calls: Shared<Vec<Vec<(String, i64)>>>,
+    /// How long a released batch takes (to stop the consumer in the middle of releasing).
+    released_delay: Duration,
 }
 
 impl Handler for Keyed {
     async fn handle(&self, batch: &Batch) -> Result<(), HandlerError> {
         self.calls.lock().unwrap().push(batch.iter().map(|e| (e.key.clone().unwrap_or_default(), e.offset)).collect());
+        if batch.is_released() {
+            tokio::time::sleep(self.released_delay).await;
+        }
         for event in batch {
             match event.envelope.subject.as_deref() {
                 Some("flaky") => {
@@ -156,6 +161,7 @@ async fn a_retrying_event_holds_up_only_its_key(url: &str) {
         flaky_seen: shared(),
         accept_poison: Arc::default(),
         calls: calls.clone(),
+        released_delay: Duration::ZERO,
     };
     let running = Running::start(env.runtime(settings, handler, &metrics).with_offset_store(store.clone()));
     eventually("every event applied", WAIT, || async { (applied(&db).await.len() >= 6).then_some(()) }).await;
@@ -205,6 +211,7 @@ async fn a_dead_lettered_event_parks_its_key_until_it_is_redriven(url: &str) {
         flaky_seen: shared(),
         accept_poison: accept.clone(),
         calls: calls.clone(),
+        released_delay: Duration::ZERO,
     };
     let calls = shared();
     let running =
@@ -277,6 +284,61 @@ async fn a_dead_lettered_event_parks_its_key_until_it_is_redriven(url: &str) {
         counts
     });
     assert_eq!(by_key, BTreeMap::from([("k1".to_owned(), 4), ("k2".to_owned(), 3)]));
+}
+
+/// Stopped while k1's parked events are being released, and started again: each event is
+/// applied once, in order.
+async fn a_stop_while_releasing_loses_and_repeats_nothing(url: &str) {
+    let (env, db, store) = setup(url).await;
+    let topic = env.topic(1).await;
+    let mut k1 = vec![env.order_with(&topic, 0, "k1", Some("flaky"), None).await];
+    let mut k2 = Vec::new();
+    for _ in 0..15 {
+        k1.push(env.order(&topic, 0, "k1").await);
+        k2.push(env.order(&topic, 0, "k2").await);
+    }
+    let mut settings = keyed_settings(&topic);
+    settings.batch_max_size = 3;
+    let group = settings.group_id.clone();
+    let metrics = ConsumerMetrics::new().unwrap();
+    let handler = || Keyed {
+        db: db.clone(),
+        flaky_calls: 2,
+        flaky_seen: shared(),
+        accept_poison: Arc::default(),
+        calls: shared(),
+        released_delay: Duration::from_millis(150),
+    };
+    let running = Running::start(env.runtime(settings.clone(), handler(), &metrics).with_offset_store(store.clone()));
+    eventually("some of k1 released", WAIT, || async {
+        (offsets_of(&applied(&db).await, "k1").len() >= 3).then_some(())
+    })
+    .await;
+    running.stop().await;
+    let before = offsets_of(&applied(&db).await, "k1").len();
+    assert!(before < k1.len(), "stopped in the middle of releasing ({before} of {})", k1.len());
+    assert!(!parked_rows(&db, &group).await.is_empty());
+
+    let running = Running::start(env.runtime(settings, handler(), &metrics).with_offset_store(store.clone()));
+    eventually("every event applied", WAIT, || async { (applied(&db).await.len() >= 31).then_some(()) }).await;
+    eventually("nothing parked any more", WAIT, || async { parked_rows(&db, &group).await.is_empty().then_some(()) })
+        .await;
+    running.stop().await;
+    let rows = applied(&db).await;
+    assert_eq!(offsets_of(&rows, "k1"), k1, "k1 once each, in order");
+    assert_eq!(offsets_of(&rows, "k2"), k2, "k2 once each, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_while_releasing_loses_and_repeats_nothing_on_sqlite() {
+    let sqlite = SqliteDatabase::create();
+    a_stop_while_releasing_loses_and_repeats_nothing(sqlite.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_while_releasing_loses_and_repeats_nothing_on_postgres() {
+    let pg = PgDatabase::create().await;
+    a_stop_while_releasing_loses_and_repeats_nothing(pg.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
