@@ -15,6 +15,7 @@ use eventline_common::kafka::consumer::{
     Batch, ConsumerMetrics, ConsumerSettings, DeadLetterInfo, DeadLetterReason, Handler, HandlerError, KeyOrder,
     OffsetMode, OffsetStore, RetryPolicy,
 };
+use eventline_common::kafka::Position;
 use eventline_testkit::{eventually, PgDatabase, SqliteDatabase};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use sqlx::Row as _;
@@ -235,6 +236,9 @@ async fn a_dead_lettered_event_parks_its_key_until_it_is_redriven(url: &str) {
     let rows = applied(&db).await;
     assert_eq!(offsets_of(&rows, "k2"), k2, "k2 flowed");
     assert!(offsets_of(&rows, "k1").is_empty(), "k1's later events were not handled: {rows:?}");
+    let at = |offset: i64| Position { topic: topic.clone(), partition: 0, offset };
+    assert!(store.has_passed(&group, &at(k2[1])).await.unwrap());
+    assert!(!store.has_passed(&group, &at(b)).await.unwrap(), "a parked event is not applied yet");
     assert_eq!(metric(&registry, PARKED_EVENTS, &[("group", &group)]), 0.0, "a stopped consumer parks nothing");
 
     // A new instance loads the blocked key: k1's next event is parked too, k2's is handled.
@@ -276,6 +280,7 @@ async fn a_dead_lettered_event_parks_its_key_until_it_is_redriven(url: &str) {
         "the redriven event first, then k1's parked events in order"
     );
     assert_eq!(offsets_of(&rows, "k2"), k2);
+    assert!(store.has_passed(&group, &at(b)).await.unwrap(), "applied once released");
     let stored = store.load(&group, &topic, &[0]).await.unwrap();
     assert_eq!(stored.get(&0), Some(&(k2[2] + 1)));
     assert_eq!(metric(&registry, PARKED_EVENTS, &[("group", &group)]), 0.0);

@@ -191,9 +191,13 @@ impl OffsetStore {
         Ok(offsets)
     }
 
-    /// `true` once `group` has applied the event at `position` (read-your-writes).
+    /// `true` once `group` has applied the event at `position` (read-your-writes): the stored
+    /// offset is past it, and it is not parked behind a blocked key (`key_order = "key"`).
     pub async fn has_passed(&self, group: &str, position: &Position) -> Result<bool, OffsetStoreError> {
         let stored = self.load(group, &position.topic, &[position.partition]).await?;
-        Ok(stored.get(&position.partition).is_some_and(|next| *next > position.offset))
+        if stored.get(&position.partition).is_none_or(|next| *next <= position.offset) {
+            return Ok(false);
+        }
+        Ok(!parked::is_parked(self.db.pool(), group, position).await?)
     }
 }

@@ -29,6 +29,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use super::dead_letter::DeadLetterReason;
 use crate::db::Database;
+use crate::kafka::Position;
 
 /// A parked event: where it was read. Released batches list theirs on
 /// [`Positions::released`](super::Positions::released); [`OffsetStore::save`](super::OffsetStore::save)
@@ -206,6 +207,8 @@ const HEADS: &str = "SELECT p.record_key, p.record_offset, p.state, p.next_try_a
 const COUNT: &str = "SELECT COUNT(*) FROM eventline_parked WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3";
 const UPDATE: &str = "UPDATE eventline_parked SET state = $5, reason = $6, error = $7, attempts = $8, rounds = $9, \
      next_try_at_ms = $10 WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3 AND record_offset = $4";
+const IS_PARKED: &str = "SELECT 1 FROM eventline_parked \
+     WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3 AND record_offset = $4";
 const DEAD_OF_EVENT: &str = "SELECT topic, \"partition\", record_offset FROM eventline_parked \
      WHERE group_id = $1 AND record_key = $2 AND event_id = $3 AND state = 'dead'";
 
@@ -383,6 +386,18 @@ fn record_of(row: &sqlx::any::AnyRow) -> Result<ParkedRecord, sqlx::Error> {
         value: row.try_get(12)?,
         headers: headers_from_text(&headers),
     })
+}
+
+/// Whether the event at `position` is parked for `group`.
+pub(crate) async fn is_parked(pool: &sqlx::AnyPool, group: &str, position: &Position) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(IS_PARKED)
+        .bind(group)
+        .bind(&position.topic)
+        .bind(i64::from(position.partition))
+        .bind(position.offset)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some())
 }
 
 /// Deletes the parked rows `ids` of `group` on `conn` (inside the caller's transaction).
