@@ -4,6 +4,7 @@
 
 mod delivery;
 mod generations;
+mod key_order;
 mod members;
 mod offset_store;
 mod offsets;

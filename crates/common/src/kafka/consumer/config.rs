@@ -64,6 +64,15 @@ pub struct ConsumerSettings {
     /// Where consumed offsets are kept: `kafka` (committed after the handler succeeded) or
     /// `transactional` (saved by the handler in its own database transaction).
     pub offset_mode: OffsetMode,
+    /// What a failing event holds up: `partition` (the partition waits while it is retried, and
+    /// moves on past it once it is dead-lettered) or `key` (only later events of its key wait,
+    /// parked in the offset store's database, while other keys flow; transactional offset mode
+    /// only). See "Failures and per-key order" in the consumer module docs.
+    pub key_order: KeyOrder,
+    /// With `key_order = "key"`: how an event that blocks its key is retried from the parked
+    /// store once the in-line `retry` budget is spent; `max_attempts` counts those rounds
+    /// (each a full in-line `retry` round) before it is dead-lettered.
+    pub parked_retry: RetryPolicy,
     /// How often stored offsets are committed to Kafka (plus a final commit on revoke and
     /// shutdown).
     #[serde(with = "humantime_serde")]
@@ -91,6 +100,13 @@ impl Default for ConsumerSettings {
             dead_letter_replication: 1,
             retry_topic: None,
             offset_mode: OffsetMode::Kafka,
+            key_order: KeyOrder::Partition,
+            parked_retry: RetryPolicy {
+                max_attempts: 10,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(300),
+                jitter: 0.2,
+            },
             commit_interval: Duration::from_secs(1),
             lag_report_interval: Duration::from_secs(10),
             properties: BTreeMap::new(),
@@ -146,9 +162,42 @@ impl ConsumerSettings {
         if self.lag_report_interval.is_zero() {
             return Err(invalid("lag_report_interval", "must be positive"));
         }
+        if self.key_order == KeyOrder::Key && self.offset_mode != OffsetMode::Transactional {
+            return Err(invalid(
+                "key_order",
+                "\"key\" needs offset_mode = \"transactional\": parked events live in the offset store's database, \
+                 next to the offsets that move past them",
+            ));
+        }
         self.retry.validate()?;
+        self.parked_retry.validate().map_err(|error| match error {
+            SettingsError::Invalid { key, problem } => SettingsError::Invalid { key: parked_key(key), problem },
+            other => other,
+        })?;
         self.outage.validate()
     }
+}
+
+/// `retry.*` keys as `parked_retry.*`, for the parked retry policy's errors.
+fn parked_key(key: &'static str) -> &'static str {
+    match key {
+        "retry.max_attempts" => "parked_retry.max_attempts",
+        "retry.initial_backoff" => "parked_retry.initial_backoff",
+        "retry.jitter" => "parked_retry.jitter",
+        other => other,
+    }
+}
+
+/// What waits while an event fails ([`ConsumerSettings::key_order`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyOrder {
+    /// The partition waits while an event is retried; a dead-lettered event's later events of
+    /// its key are handled (order among handled events is kept, the dead letter is missing).
+    Partition,
+    /// Only the event's key waits: its later events on the partition are parked, in order, until
+    /// it succeeds or its dead letter is redriven and succeeds; other keys flow.
+    Key,
 }
 
 /// Where a group without stored offsets starts reading.
@@ -386,6 +435,7 @@ mod tests {
         assert_eq!(settings.outage.ready_after, Duration::from_secs(120));
         assert_eq!(settings.outage.initial_backoff, OutagePolicy::default().initial_backoff);
         assert_eq!(settings.offset_mode, OffsetMode::Transactional);
+        assert_eq!(settings.key_order, KeyOrder::Partition, "the default");
         let StartPosition::At(time) = settings.start else { panic!("{:?}", settings.start) };
         assert_eq!(time.to_rfc3339(), "2026-05-01T12:00:00+00:00");
         settings.validate().unwrap();
@@ -410,6 +460,29 @@ mod tests {
         assert!(matches!(settings.validate(), Err(SettingsError::Invalid { key: "outage.ready_after", .. })));
         settings = ConsumerSettings::new("g", ["g.dlq"]);
         assert!(settings.validate().is_err(), "consuming its own dead-letter topic");
+    }
+
+    #[test]
+    fn key_order_needs_the_transactional_offset_mode() {
+        let keyed = |mode: &str| {
+            toml::from_str::<ConsumerSettings>(&format!(
+                "group_id = \"g\"\ntopics = [\"orders\"]\nkey_order = \"key\"\noffset_mode = \"{mode}\"\n[parked_retry]\nmax_attempts = 4"
+            ))
+            .unwrap()
+        };
+        let settings = keyed("transactional");
+        assert_eq!((settings.key_order, settings.parked_retry.max_attempts), (KeyOrder::Key, 4));
+        settings.validate().unwrap();
+        match keyed("kafka").validate() {
+            Err(SettingsError::Invalid { key: "key_order", problem }) => {
+                assert!(problem.contains("transactional"), "{problem}")
+            }
+            other => panic!("expected a key_order error, got {other:?}"),
+        }
+        assert!(toml::from_str::<ConsumerSettings>("key_order = \"offset\"").is_err());
+        let mut settings = keyed("transactional");
+        settings.parked_retry.max_attempts = 0;
+        assert!(matches!(settings.validate(), Err(SettingsError::Invalid { key: "parked_retry.max_attempts", .. })));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 
-use super::offsets::PartitionOffset;
+use super::offsets::{PartitionOffset, SavePositions};
+use super::parked::ParkedId;
 use crate::envelope::{Envelope, TraceParent};
 use crate::events::DomainEvent;
 use crate::kafka::Position;
@@ -26,16 +27,27 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Events of one partition, in offset order, for one handler call.
+///
+/// With `key_order = "key"` a batch may hold parked events released after the event that
+/// blocked their key succeeded ([`is_released`](Self::is_released)): they all have one key and
+/// lie before the partition's saved offset, so [`positions`](Self::positions) moves no offset and
+/// lists them as [`Positions::released`] instead; saving it deletes them from the parked store.
 #[derive(Debug)]
 pub struct Batch {
     group: Arc<str>,
     events: Vec<Delivered>,
     position: PartitionOffset,
+    positions: Positions,
 }
 
 impl Batch {
-    pub(crate) fn new(group: Arc<str>, events: Vec<Delivered>, position: PartitionOffset) -> Self {
-        Self { group, events, position }
+    pub(crate) fn new(
+        group: Arc<str>,
+        events: Vec<Delivered>,
+        position: PartitionOffset,
+        positions: Positions,
+    ) -> Self {
+        Self { group, events, position, positions }
     }
 
     pub(crate) fn into_events(self) -> Vec<Delivered> {
@@ -72,14 +84,63 @@ impl Batch {
     }
 
     /// Where the partition continues once this batch is applied. It may lie past the last event:
-    /// events in between were skipped or dead-lettered before the call.
+    /// events in between were skipped, dead-lettered or parked before the call. For a released
+    /// batch, the partition's saved offset (which lies past its events already).
     pub fn next_offset(&self) -> i64 {
         self.position.next_offset
     }
 
-    /// The offsets to save with the batch's effects in the transactional offset mode.
-    pub fn positions(&self) -> &[PartitionOffset] {
-        std::slice::from_ref(&self.position)
+    /// `true` when the events were parked and are released now (`key_order = "key"`).
+    pub fn is_released(&self) -> bool {
+        self.positions.offsets.is_empty()
+    }
+
+    /// What to save with the batch's effects in the transactional offset mode: pass it whole to
+    /// [`OffsetStore::save`](super::OffsetStore::save) (it also derefs to the offsets alone,
+    /// `&[PartitionOffset]`, which moves offsets but deletes no parked event).
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+}
+
+/// What a handler call saves in its transaction ([`Batch::positions`]): where partitions
+/// continue, and the parked events it applies, to delete (`key_order = "key"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    offsets: Vec<PartitionOffset>,
+    released: Vec<ParkedId>,
+}
+
+impl Positions {
+    pub(crate) fn new(offsets: Vec<PartitionOffset>, released: Vec<ParkedId>) -> Self {
+        Self { offsets, released }
+    }
+
+    pub fn offsets(&self) -> &[PartitionOffset] {
+        &self.offsets
+    }
+
+    /// Parked events this batch applies: released ones, or the dead-lettered event a redriven
+    /// one stands for.
+    pub fn released(&self) -> &[ParkedId] {
+        &self.released
+    }
+}
+
+impl std::ops::Deref for Positions {
+    type Target = [PartitionOffset];
+    fn deref(&self) -> &[PartitionOffset] {
+        &self.offsets
+    }
+}
+
+impl SavePositions for Positions {
+    fn offsets(&self) -> &[PartitionOffset] {
+        &self.offsets
+    }
+
+    fn released(&self) -> &[ParkedId] {
+        &self.released
     }
 }
 

@@ -19,6 +19,9 @@ pub const RETRIES_TOTAL: &str = "eventline_consumer_retries_total";
 /// Partitions waiting out an unavailable dependency right now (their own pause, or the
 /// consumer's): above zero for longer than a blip means an outage, not bad events.
 pub const PAUSED_PARTITIONS: &str = "eventline_consumer_paused_partitions";
+/// Events parked behind a blocked key (`key_order = "key"`), on the partitions this consumer
+/// owns.
+pub const PARKED_EVENTS: &str = "eventline_consumer_parked_events";
 
 /// The `outcome` label of [`EVENTS_TOTAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,7 @@ pub struct ConsumerMetrics {
     dead_lettered: IntCounterVec,
     retries: IntCounterVec,
     paused: IntGaugeVec,
+    parked: IntGaugeVec,
 }
 
 impl ConsumerMetrics {
@@ -80,6 +84,13 @@ impl ConsumerMetrics {
                 Opts::new(PAUSED_PARTITIONS, "Partitions waiting for an unavailable dependency"),
                 &["group"],
             )?,
+            parked: IntGaugeVec::new(
+                Opts::new(
+                    PARKED_EVENTS,
+                    "Events parked behind a blocked key (key_order = key), including the blocking ones",
+                ),
+                &["group"],
+            )?,
         })
     }
 
@@ -102,13 +113,14 @@ impl ConsumerMetrics {
 
     /// Adds these collectors to `registry`; already registered there is fine.
     fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
             Box::new(self.events.clone()),
             Box::new(self.handler_duration.clone()),
             Box::new(self.lag.clone()),
             Box::new(self.dead_lettered.clone()),
             Box::new(self.retries.clone()),
             Box::new(self.paused.clone()),
+            Box::new(self.parked.clone()),
         ];
         for collector in collectors {
             match registry.register(collector) {
@@ -130,6 +142,7 @@ impl ConsumerMetrics {
             handler_duration: self.handler_duration.with_label_values(&[group]),
             retries: self.retries.with_label_values(&[group]),
             paused: self.paused.with_label_values(&[group]),
+            parked: self.parked.with_label_values(&[group]),
             metrics: self.clone(),
         }
     }
@@ -146,6 +159,7 @@ pub(crate) struct GroupMetrics {
     pub(crate) handler_duration: prometheus::Histogram,
     pub(crate) retries: IntCounter,
     pub(crate) paused: IntGauge,
+    pub(crate) parked: IntGauge,
     metrics: ConsumerMetrics,
 }
 
@@ -180,8 +194,9 @@ mod tests {
         group.dead_lettered(DeadLetterReason::UnknownSchema);
         group.set_lag("orders", 1, 7);
         group.paused.inc();
+        group.parked.inc();
         let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
-        for name in [EVENTS_TOTAL, LAG_EVENTS, DEAD_LETTERED_TOTAL, PAUSED_PARTITIONS] {
+        for name in [EVENTS_TOTAL, LAG_EVENTS, DEAD_LETTERED_TOTAL, PAUSED_PARTITIONS, PARKED_EVENTS] {
             assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
         }
         group.forget_lag("orders", 1);

@@ -76,10 +76,41 @@
 //! gauge, and reported by [`ConsumerProgress::outage`]; after `outage.ready_after`,
 //! [`ConsumerProgress::is_ready`] turns false for `/health/ready` until the dependency is back.
 //!
-//! Later events of a key whose earlier event was dead-lettered are handled normally: order is
-//! kept among the events that are handled, and a handler that cannot apply an event without the
-//! missing one (an `OrderShipped` for an order it never saw) fails that event on its own, which
-//! sends it to the dead-letter topic as well. Redriving then replays both, in their order.
+//! What waits while an event fails is [`ConsumerSettings::key_order`]:
+//!
+//! - `partition` (the default): a retrying event holds up its whole partition, and once it is
+//!   dead-lettered the partition moves on. Later events of its key are handled normally: order
+//!   is kept among the events that are handled, and a handler that cannot apply an event without
+//!   the missing one (an `OrderShipped` for an order it never saw) fails that event on its own,
+//!   which sends it to the dead-letter topic as well. Redriving then replays both, in their order.
+//! - `key` (transactional offset mode only): an event that fails for good in-line (permanently,
+//!   or retryably through its `retry` budget) blocks its key on its partition, and the partition
+//!   moves on. Every later event of a blocked key is parked, in order, in the `eventline_parked`
+//!   table of the offset store's database, instead of being handled; other keys keep flowing.
+//!   The blocking event is parked too, as its key's head: a retryable one is retried from there
+//!   with [`ConsumerSettings::parked_retry`] backoff (each try a full in-line `retry` round)
+//!   until it succeeds or those rounds are spent, when it is dead-lettered; a permanent one is
+//!   dead-lettered at once. When the head succeeds, the key's parked events are handed to the
+//!   handler in order, as released batches ([`Batch::is_released`]), and the key unblocks once
+//!   none is left; an event among them that fails for good becomes the new head. A dead-lettered
+//!   head waits for its redrive: when an event with its key and event id comes back (through the
+//!   retry topic, or its own topic) and succeeds, its transaction deletes the head, and the
+//!   key's parked events follow. Events without a key cannot block one: they fail as with
+//!   `partition`. On the retry topic, whose partition mixes the keys of every partition, nothing
+//!   blocks: a redrive that fails again is dead-lettered again and its key stays blocked.
+//!
+//!   The handler contract is unchanged: save [`Batch::positions`] whole (a [`Positions`]) with
+//!   [`OffsetStore::save`] in the transaction of the batch's effects. For a released batch it
+//!   moves no offset (its events lie before the saved offset already) and deletes the batch's
+//!   parked rows instead, so they leave the store with their effects or not at all. The runtime
+//!   writes parked rows before any offset that passes them is saved, and releases a row only
+//!   once the saved offset lies past it: a crash in between reads the events again, finds their
+//!   key blocked and parks them onto the same rows; nothing is lost or applied twice. Blocked
+//!   keys live in the table, so they survive restarts and rebalances: a partition's worker reads
+//!   them when it starts, and reads the table again at least every second while any is blocked
+//!   (a dead head may be resolved by the worker of the retry topic). A key blocking and
+//!   unblocking are logged once each; `eventline_consumer_parked_events` counts the parked
+//!   events (heads included) of the partitions a consumer owns.
 //!
 //! Redriving (`eventline dlq redrive`) writes a dead letter again, with its key, value and event
 //! id unchanged: to its original topic, where every group reading it sees it again (groups that
@@ -106,25 +137,28 @@ pub mod members;
 pub mod metrics;
 pub mod offsets;
 mod outage;
+mod parked;
 mod partition;
 mod progress;
+mod release;
 mod report;
 mod retry;
 mod runtime;
 mod start;
 
 pub use config::{
-    ConsumerSettings, OffsetMode, OutagePolicy, RetryPolicy, SettingsError, StartPosition, DEAD_LETTER_SUFFIX,
-    RETRY_SUFFIX,
+    ConsumerSettings, KeyOrder, OffsetMode, OutagePolicy, RetryPolicy, SettingsError, StartPosition,
+    DEAD_LETTER_SUFFIX, RETRY_SUFFIX,
 };
 pub use dead_letter::{DeadLetterInfo, DeadLetterReason};
 pub use decode::DecoderError;
-pub use handler::{Batch, Delivered, EventError, Handler, HandlerError, PauseScope};
+pub use handler::{Batch, Delivered, EventError, Handler, HandlerError, PauseScope, Positions};
 pub use lag::{group_lag, OffsetSource, PartitionLag};
 pub use members::{Member, MemberRegistry, MemberRegistryError, HEARTBEAT_INTERVAL, MEMBER_TTL};
 pub use metrics::{ConsumerMetrics, Outcome};
-pub use offsets::{OffsetStore, OffsetStoreError, PartitionOffset};
+pub use offsets::{OffsetStore, OffsetStoreError, PartitionOffset, SavePositions};
 pub use outage::Outage;
+pub use parked::ParkedId;
 pub use progress::ConsumerProgress;
 pub use runtime::ConsumerRuntime;
 pub use start::{offsets_of, TopicPartition};

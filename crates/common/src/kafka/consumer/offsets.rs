@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 
+use super::parked::{self, ParkedId};
 use crate::db::{Database, DbError, Migrations};
 use crate::kafka::Position;
 
@@ -37,6 +38,35 @@ pub enum OffsetStoreError {
     Migrate(#[source] DbError),
     #[error("consumer offset query failed")]
     Query(#[from] sqlx::Error),
+}
+
+/// What [`OffsetStore::save`] saves: offsets (a slice, array or `Vec` of [`PartitionOffset`]),
+/// or a batch's [`Positions`](super::Positions), which may also release parked events.
+pub trait SavePositions: Sync {
+    fn offsets(&self) -> &[PartitionOffset];
+
+    /// Parked events to delete with the offsets.
+    fn released(&self) -> &[ParkedId] {
+        &[]
+    }
+}
+
+impl SavePositions for [PartitionOffset] {
+    fn offsets(&self) -> &[PartitionOffset] {
+        self
+    }
+}
+
+impl<const N: usize> SavePositions for [PartitionOffset; N] {
+    fn offsets(&self) -> &[PartitionOffset] {
+        self
+    }
+}
+
+impl SavePositions for Vec<PartitionOffset> {
+    fn offsets(&self) -> &[PartitionOffset] {
+        self
+    }
 }
 
 /// Where a partition continues: the offset of the next event to handle.
@@ -68,13 +98,16 @@ impl OffsetStore {
     }
 
     /// Saves `positions` for `group` on `conn`: call it inside the transaction that applies the
-    /// batch (`OffsetStore::save(&mut tx, batch.group(), batch.positions())`).
-    pub async fn save(
+    /// batch (`OffsetStore::save(&mut tx, batch.group(), batch.positions())`). Given a batch's
+    /// [`Positions`](super::Positions), it also deletes the parked events the batch applies
+    /// (`key_order = "key"`), so they leave the store with the batch's effects or not at all.
+    pub async fn save<P: SavePositions + ?Sized>(
         conn: &mut AnyConnection,
         group: &str,
-        positions: &[PartitionOffset],
+        positions: &P,
     ) -> Result<(), OffsetStoreError> {
-        for position in positions {
+        parked::delete_on(conn, group, positions.released()).await?;
+        for position in positions.offsets() {
             sqlx::query(UPSERT)
                 .bind(group)
                 .bind(&position.topic)
@@ -158,9 +191,13 @@ impl OffsetStore {
         Ok(offsets)
     }
 
-    /// `true` once `group` has applied the event at `position` (read-your-writes).
+    /// `true` once `group` has applied the event at `position` (read-your-writes): the stored
+    /// offset is past it, and it is not parked behind a blocked key (`key_order = "key"`).
     pub async fn has_passed(&self, group: &str, position: &Position) -> Result<bool, OffsetStoreError> {
         let stored = self.load(group, &position.topic, &[position.partition]).await?;
-        Ok(stored.get(&position.partition).is_some_and(|next| *next > position.offset))
+        if stored.get(&position.partition).is_none_or(|next| *next <= position.offset) {
+            return Ok(false);
+        }
+        Ok(!parked::is_parked(self.db.pool(), group, position).await?)
     }
 }

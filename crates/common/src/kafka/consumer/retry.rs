@@ -17,6 +17,11 @@
 //!
 //! Before every call the group waits at the consumer's gate if another partition closed it.
 //!
+//! With `keys` (`key_order = "key"`), an event with a key that would be dead-lettered is handed to
+//! [`Effects::block`] instead (which parks it as its key's head, dead-lettering it first when it
+//! failed permanently), and the later events of its key still queued are taken out and
+//! [parked](Effects::park): they are not handed to the handler before it.
+//!
 //! Each handler call carries the offset where the partition continues once it is applied: the
 //! first offset of the next group, or the end of the batch for the last one. Events that never
 //! reached a handler (skipped, dead-lettered while decoding) sit between and are covered by it.
@@ -31,7 +36,7 @@ use tracing::Instrument as _;
 
 use super::config::{OutagePolicy, RetryPolicy};
 use super::dead_letter::DeadLetterReason;
-use super::handler::{Batch, Delivered, Handler, HandlerError, PauseScope};
+use super::handler::{Batch, Delivered, Handler, HandlerError, PauseScope, Positions};
 use super::metrics::GroupMetrics;
 use super::offsets::PartitionOffset;
 use super::outage::{Outages, Pause, Site};
@@ -51,8 +56,34 @@ pub(crate) trait Effects: Send {
         attempts: u32,
     ) -> impl Future<Output = Result<(), Stopped>> + Send;
 
-    /// A handler call applied `count` events; the partition continues at `next_offset`.
-    fn applied(&mut self, next_offset: i64, count: usize);
+    /// A handler call applied `events`; the partition continues at `next_offset`.
+    fn applied(&mut self, next_offset: i64, events: &[Delivered]);
+
+    /// What a handler call of `events` saves; by default, that the partition continues at
+    /// `position`.
+    fn positions(&self, position: PartitionOffset, _events: &[Delivered]) -> Positions {
+        Positions::new(vec![position], Vec::new())
+    }
+
+    /// With `keys`: `event` (which has a key) failed for good in-line; its key blocks. By
+    /// default it is dead-lettered like without `keys`.
+    fn block(
+        &mut self,
+        event: &Delivered,
+        reason: DeadLetterReason,
+        error: String,
+        attempts: u32,
+    ) -> impl Future<Output = Result<(), Stopped>> + Send {
+        self.dead_letter(event, reason, error, attempts)
+    }
+
+    /// With `keys`: later events of a key that just blocked, taken out of the work, in order.
+    fn park(&mut self, _events: Vec<Delivered>) -> impl Future<Output = Result<(), Stopped>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// `events` were dropped as already applied (a duplicate answer).
+    fn dropped(&mut self, _events: &[Delivered]) {}
 }
 
 pub(crate) struct Executor<'a, H> {
@@ -65,6 +96,9 @@ pub(crate) struct Executor<'a, H> {
     pub group: &'a Arc<str>,
     pub topic: &'a str,
     pub partition: i32,
+    /// Block the key of an event that fails for good instead of dead-lettering it and moving on
+    /// (`key_order = "key"`).
+    pub keys: bool,
 }
 
 impl<'a, H: Handler> Executor<'a, H> {
@@ -82,7 +116,7 @@ impl<'a, H: Handler> Executor<'a, H> {
         }
         while let Some(group) = work.pop_front() {
             let next_offset = work.front().and_then(|g| g.first()).map_or(end, |e| e.offset);
-            self.run_group(group, next_offset, &mut attempts, &mut work, effects).await?;
+            self.run_group(group, (next_offset, end), &mut attempts, &mut work, effects).await?;
         }
         Ok(())
     }
@@ -90,7 +124,7 @@ impl<'a, H: Handler> Executor<'a, H> {
     async fn run_group<E: Effects>(
         &self,
         mut events: Vec<Delivered>,
-        next_offset: i64,
+        (next_offset, end): (i64, i64),
         attempts: &mut HashMap<i64, u32>,
         work: &mut VecDeque<Vec<Delivered>>,
         effects: &mut E,
@@ -99,7 +133,13 @@ impl<'a, H: Handler> Executor<'a, H> {
         let mut outage: Option<Pause<'_>> = None;
         loop {
             self.outages.pass_gate(outage.as_ref(), self.site(), self.stop).await?;
-            let (result, returned) = self.call(events, next_offset, attempt + 1).await;
+            let mut position = PartitionOffset { topic: self.topic.to_owned(), partition: self.partition, next_offset };
+            let positions = effects.positions(position.clone(), &events);
+            if positions.offsets().is_empty() {
+                // Released parked events: the partition is at `end` already.
+                position.next_offset = end;
+            }
+            let (result, returned) = self.call(events, position, positions, attempt + 1).await;
             events = returned;
             if !matches!(result, Err(HandlerError::Unavailable { .. })) {
                 if let Some(pause) = outage.take() {
@@ -114,7 +154,7 @@ impl<'a, H: Handler> Executor<'a, H> {
             let error = match result {
                 Ok(()) => {
                     self.metrics.handled.inc_by(count as u64);
-                    effects.applied(next_offset, count);
+                    effects.applied(next_offset, &events);
                     return Ok(());
                 }
                 Err(error) => error,
@@ -124,11 +164,15 @@ impl<'a, H: Handler> Executor<'a, H> {
                 HandlerError::Duplicate { .. } => {
                     match at {
                         Some(index) => {
-                            events.remove(index);
+                            let dropped = events.remove(index);
+                            effects.dropped(std::slice::from_ref(&dropped));
                             self.metrics.duplicate.inc();
                             push_front(work, events);
                         }
-                        None => self.metrics.duplicate.inc_by(count as u64),
+                        None => {
+                            effects.dropped(&events);
+                            self.metrics.duplicate.inc_by(count as u64);
+                        }
                     }
                     return Ok(());
                 }
@@ -161,8 +205,17 @@ impl<'a, H: Handler> Executor<'a, H> {
                 Some(index) => {
                     let event = events.remove(index);
                     let tried = attempts.get(&event.offset).copied().unwrap_or(attempt);
-                    effects.dead_letter(&event, reason, format!("{source:#}"), tried).await?;
                     push_front(work, events);
+                    match event.key.as_deref().filter(|_| self.keys) {
+                        Some(key) => {
+                            effects.block(&event, reason, format!("{source:#}"), tried).await?;
+                            let later = take_later_of_key(work, key, event.offset);
+                            if !later.is_empty() {
+                                effects.park(later).await?;
+                            }
+                        }
+                        None => effects.dead_letter(&event, reason, format!("{source:#}"), tried).await?,
+                    }
                 }
                 None => {
                     tracing::info!(
@@ -205,7 +258,8 @@ impl<'a, H: Handler> Executor<'a, H> {
     async fn call(
         &self,
         events: Vec<Delivered>,
-        next_offset: i64,
+        position: PartitionOffset,
+        positions: Positions,
         attempt: u32,
     ) -> (Result<(), HandlerError>, Vec<Delivered>) {
         let span = tracing::info_span!(
@@ -221,13 +275,26 @@ impl<'a, H: Handler> Executor<'a, H> {
         for event in &events {
             span.follows_from(event.span());
         }
-        let position = PartitionOffset { topic: self.topic.to_owned(), partition: self.partition, next_offset };
-        let batch = Batch::new(self.group.clone(), events, position);
+        let batch = Batch::new(self.group.clone(), events, position, positions);
         let started = Instant::now();
         let result = self.handler.handle(&batch).instrument(span).await;
         self.metrics.handler_duration.observe(started.elapsed().as_secs_f64());
         (result, batch.into_events())
     }
+}
+
+/// Takes the events of `key` after `offset` out of `work` (dropping groups left empty), in order.
+fn take_later_of_key(work: &mut VecDeque<Vec<Delivered>>, key: &str, offset: i64) -> Vec<Delivered> {
+    let mut later = Vec::new();
+    for group in work.iter_mut() {
+        let (taken, kept): (Vec<Delivered>, Vec<Delivered>) =
+            std::mem::take(group).into_iter().partition(|e| e.offset > offset && e.key.as_deref() == Some(key));
+        later.extend(taken);
+        *group = kept;
+    }
+    work.retain(|group| !group.is_empty());
+    later.sort_by_key(|e| e.offset);
+    later
 }
 
 fn push_front(work: &mut VecDeque<Vec<Delivered>>, events: Vec<Delivered>) {

@@ -41,6 +41,8 @@ impl Handler for Scripted {
 struct Recorded {
     dead: Vec<(i64, DeadLetterReason, u32)>,
     applied: Vec<(i64, usize)>,
+    blocked: Vec<(i64, DeadLetterReason, u32)>,
+    parked: Vec<Vec<i64>>,
 }
 
 impl Effects for Recorded {
@@ -55,8 +57,24 @@ impl Effects for Recorded {
         Ok(())
     }
 
-    fn applied(&mut self, next_offset: i64, count: usize) {
-        self.applied.push((next_offset, count));
+    fn applied(&mut self, next_offset: i64, events: &[Delivered]) {
+        self.applied.push((next_offset, events.len()));
+    }
+
+    async fn block(
+        &mut self,
+        event: &Delivered,
+        reason: DeadLetterReason,
+        _error: String,
+        attempts: u32,
+    ) -> Result<(), Stopped> {
+        self.blocked.push((event.offset, reason, attempts));
+        Ok(())
+    }
+
+    async fn park(&mut self, events: Vec<Delivered>) -> Result<(), Stopped> {
+        self.parked.push(events.iter().map(|e| e.offset).collect());
+        Ok(())
     }
 }
 
@@ -119,6 +137,7 @@ impl Rig {
             group: &self.group,
             topic: "orders",
             partition,
+            keys: false,
         }
     }
 }
@@ -353,4 +372,69 @@ async fn a_partition_outage_does_not_hold_other_partitions() {
         assert_eq!(waiting.await, Err(Stopped));
     }
     assert!(first.applied.is_empty() && first.dead.is_empty());
+}
+
+/// Events at `offsets` with the keys `keys` (one each).
+fn keyed(offsets: &[i64], keys: &[&str]) -> Vec<Delivered> {
+    offsets.iter().zip(keys).map(|(o, key)| delivered(*o, key)).collect()
+}
+
+async fn run_keyed(handler: &Scripted, offsets: &[i64], keys: &[&str], end: i64) -> Recorded {
+    let rig = Rig::new(quick_outages());
+    let policy = policy(2);
+    let mut executor = rig.executor(handler, &policy, 0);
+    executor.keys = true;
+    let mut recorded = Recorded::default();
+    executor.run(keyed(offsets, keys), end, &mut recorded).await.unwrap();
+    recorded
+}
+
+#[tokio::test]
+async fn with_keys_a_permanent_failure_blocks_its_key_and_parks_its_later_events_only() {
+    let handler = Scripted::new(|offsets, _| match offsets.contains(&1) {
+        true => Err(HandlerError::permanent_at(1, boom())),
+        false => Ok(()),
+    });
+    let recorded = run_keyed(&handler, &[1, 2, 3, 4, 5], &["k1", "k2", "k1", "k2", "k1"], 6).await;
+    assert_eq!(handler.calls(), [vec![1, 2, 3, 4, 5], vec![2, 4]], "k1's later events never reach the handler");
+    assert_eq!(recorded.blocked, [(1, DeadLetterReason::Permanent, 1)]);
+    assert!(recorded.dead.is_empty(), "blocking decides about the dead letter");
+    assert_eq!(recorded.parked, [vec![3, 5]]);
+    assert_eq!(recorded.applied, [(6, 2)]);
+}
+
+#[tokio::test]
+async fn with_keys_an_exhausted_event_blocks_after_its_in_line_budget_and_earlier_events_of_its_key_go_on() {
+    let handler = Scripted::new(|offsets, _| match offsets.contains(&2) {
+        true => Err(HandlerError::retryable(boom())),
+        false => Ok(()),
+    });
+    let recorded = run_keyed(&handler, &[1, 2, 3, 4], &["k1", "k1", "k2", "k1"], 5).await;
+    assert_eq!(
+        handler.calls(),
+        [vec![1, 2, 3, 4], vec![1, 2, 3, 4], vec![1], vec![2], vec![2], vec![3]],
+        "one by one after the batch's budget; k1's event 4 is parked, not tried"
+    );
+    assert_eq!(recorded.blocked, [(2, DeadLetterReason::RetriesExhausted, 4)]);
+    assert_eq!(recorded.parked, [vec![4]]);
+    assert_eq!(recorded.applied, [(2, 1), (5, 1)]);
+}
+
+#[tokio::test]
+async fn with_keys_an_event_without_a_key_is_dead_lettered_as_before() {
+    let handler = Scripted::new(|offsets, _| match offsets.contains(&1) {
+        true => Err(HandlerError::permanent_at(1, boom())),
+        false => Ok(()),
+    });
+    let rig = Rig::new(quick_outages());
+    let policy = policy(2);
+    let mut executor = rig.executor(&handler, &policy, 0);
+    executor.keys = true;
+    let mut events = keyed(&[1, 2], &["k1", "k1"]);
+    events[0].key = None;
+    let mut recorded = Recorded::default();
+    executor.run(events, 3, &mut recorded).await.unwrap();
+    assert_eq!(recorded.dead, [(1, DeadLetterReason::Permanent, 1)]);
+    assert!(recorded.blocked.is_empty() && recorded.parked.is_empty());
+    assert_eq!(recorded.applied, [(3, 1)]);
 }

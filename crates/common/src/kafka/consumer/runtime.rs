@@ -18,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::Offset;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{ConsumerSettings, OffsetMode};
+use super::config::{ConsumerSettings, KeyOrder, OffsetMode};
 use super::context::{commit, KafkaConsumer, RuntimeContext, Shared};
 use super::dead_letter::DeadLetterProducer;
 use super::decode::Decoder;
@@ -26,6 +26,7 @@ use super::handler::Handler;
 use super::members::Membership;
 use super::metrics::ConsumerMetrics;
 use super::offsets::OffsetStore;
+use super::parked::ParkedStore;
 use super::partition::Engine;
 use super::progress::ConsumerProgress;
 use super::report;
@@ -141,7 +142,11 @@ impl<H: Handler> ConsumerRuntime<H> {
             self.progress,
             token.child_token(),
         ));
-        let engine = Arc::new(Engine { shared: shared.clone(), handler: self.handler, decoder, dead_letters });
+        let parked = match (shared.settings.key_order, &shared.offsets) {
+            (KeyOrder::Key, Some(store)) => Some(ParkedStore::new(store.database().clone(), group.clone())),
+            _ => None,
+        };
+        let engine = Arc::new(Engine { shared: shared.clone(), handler: self.handler, decoder, dead_letters, parked });
         let consumer: Arc<KafkaConsumer> = Arc::new(
             config.create_with_context(RuntimeContext::new(shared.clone(), engine)).map_err(ConsumerError::Create)?,
         );

@@ -1,0 +1,28 @@
+-- Parked events of consumers with key_order = "key" (transactional offset mode): while an event of
+-- a key is retrying or dead-lettered, the later events of that key on its partition wait here, in
+-- offset order, and the partition moves on. The lowest offset of a (group, topic, partition, key)
+-- is the key's head: state 'retry' (retried at next_try_at_ms), 'dead' (dead-lettered, released
+-- by a redrive of the same event id) or 'parked' (released now). A row is written before the
+-- offsets that pass it are saved and deleted in the transaction of the handler call that applies
+-- it. The record itself is kept (key, value, headers, timestamp) to hand it to the handler again.
+CREATE TABLE eventline_parked (
+    group_id            TEXT    NOT NULL,
+    topic               TEXT    NOT NULL,
+    "partition"         INTEGER NOT NULL,
+    record_offset       INTEGER NOT NULL,
+    record_key          TEXT    NOT NULL,
+    event_id            TEXT    NOT NULL,
+    state               TEXT    NOT NULL,
+    reason              TEXT,
+    error               TEXT,
+    attempts            INTEGER NOT NULL,
+    rounds              INTEGER NOT NULL,
+    next_try_at_ms      INTEGER NOT NULL,
+    parked_at_ms        INTEGER NOT NULL,
+    record_timestamp_ms INTEGER,
+    record_value        BLOB,
+    record_headers      TEXT    NOT NULL,
+    PRIMARY KEY (group_id, topic, "partition", record_offset)
+);
+CREATE INDEX eventline_parked_key ON eventline_parked (group_id, topic, "partition", record_key, record_offset);
+CREATE INDEX eventline_parked_event ON eventline_parked (group_id, record_key, event_id);
