@@ -268,18 +268,9 @@ impl<H: Handler> Worker<H> {
             resolutions,
             consumer: &self.consumer,
         };
-        let executor = Executor {
-            handler: engine.handler.as_ref(),
-            policy: &shared.settings.retry,
-            outage: &shared.settings.outage,
-            outages: shared.progress.outages(),
-            metrics: &shared.metrics,
-            stop: &self.stop,
-            group: &shared.group,
-            topic: &self.topic,
-            partition: self.partition,
-            keys: effects.blocks.is_some(),
-        };
+        let keys = effects.blocks.is_some();
+        let executor =
+            Executor::of_partition(engine.handler.as_ref(), shared, &self.stop, &self.topic, self.partition, keys);
         executor.run(events, end, &mut effects).await?;
         let covered = effects.covered;
         drop(effects);

@@ -89,18 +89,14 @@ impl Released<'_> {
         }
         if !events.is_empty() {
             tracing::debug!(key, events = events.len(), first_offset = events[0].offset, "releasing parked events");
-            let executor = Executor {
-                handler: engine.handler.as_ref(),
-                policy: &shared.settings.retry,
-                outage: &shared.settings.outage,
-                outages: shared.progress.outages(),
-                metrics: &shared.metrics,
-                stop: &worker.stop,
-                group: &shared.group,
-                topic: &worker.topic,
-                partition: worker.partition,
-                keys: true,
-            };
+            let executor = Executor::of_partition(
+                engine.handler.as_ref(),
+                shared,
+                &worker.stop,
+                &worker.topic,
+                worker.partition,
+                true,
+            );
             executor.run(events, worker.saved, &mut released).await?;
         }
         released.finish().await

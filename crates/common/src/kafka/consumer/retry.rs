@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::config::{OutagePolicy, RetryPolicy};
+use super::context::Shared;
 use super::dead_letter::DeadLetterReason;
 use super::handler::{Batch, Delivered, Handler, HandlerError, PauseScope, Positions};
 use super::metrics::GroupMetrics;
@@ -102,6 +103,29 @@ pub(crate) struct Executor<'a, H> {
 }
 
 impl<'a, H: Handler> Executor<'a, H> {
+    /// The executor of one partition of `shared`'s consumer.
+    pub(crate) fn of_partition(
+        handler: &'a H,
+        shared: &'a Shared,
+        stop: &'a CancellationToken,
+        topic: &'a str,
+        partition: i32,
+        keys: bool,
+    ) -> Self {
+        Self {
+            handler,
+            policy: &shared.settings.retry,
+            outage: &shared.settings.outage,
+            outages: shared.progress.outages(),
+            metrics: &shared.metrics,
+            stop,
+            group: &shared.group,
+            topic,
+            partition,
+            keys,
+        }
+    }
+
     /// Applies `events` (one partition, in offset order); `end` is the offset after the batch.
     pub(crate) async fn run<E: Effects>(
         &self,
