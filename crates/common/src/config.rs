@@ -146,10 +146,7 @@ impl ConfigSource {
     where
         T: DeserializeOwned + Serialize + Default,
     {
-        Figment::from(Serialized::defaults(T::default()))
-            .merge(self.figment.focus(section.key()))
-            .extract()
-            .map_err(|source| ConfigError::Invalid { section: section.key().to_owned(), source: Box::new(source) })
+        self.extract(section.key(), T::default())
     }
 
     /// The settings of the consumer service `name` (`[consumers.<name>]`): `defaults`,
@@ -158,11 +155,18 @@ impl ConfigSource {
     where
         T: DeserializeOwned + Serialize,
     {
-        let key = format!("{}.{name}", Section::Consumers.key());
+        self.extract(&format!("{}.{name}", Section::Consumers.key()), defaults)
+    }
+
+    /// The table at `key`: `defaults`, overridden by the file, then the environment.
+    fn extract<T>(&self, key: &str, defaults: T) -> Result<T, ConfigError>
+    where
+        T: DeserializeOwned + Serialize,
+    {
         Figment::from(Serialized::defaults(defaults))
-            .merge(self.figment.focus(&key))
+            .merge(self.figment.focus(key))
             .extract()
-            .map_err(|source| ConfigError::Invalid { section: key, source: Box::new(source) })
+            .map_err(|source| ConfigError::Invalid { section: key.to_owned(), source: Box::new(source) })
     }
 
     /// Refuses a `[consumers.<name>]` table whose name is not in `known` (a typo would
