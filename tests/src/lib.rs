@@ -3,7 +3,12 @@
 
 use eventline_common::catalog::Catalog;
 use eventline_common::contracts::Contracts;
+use std::sync::Arc;
+
 use eventline_common::db::{Database, DatabaseSettings};
+use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
+use eventline_common::kafka::Position;
+use eventline_common::publish::{prepare, Origin, Publisher};
 use eventline_common::registry_client::{RegistryClient, SchemaRegistrySettings};
 use eventline_registry::{RegistryApp, RegistrySettings};
 use eventline_testkit::{Broker, SqliteDatabase};
@@ -69,6 +74,28 @@ impl Stack {
             Contracts::register(catalog, &registry.client).await.unwrap_or_else(|e| panic!("register: {e}"));
         Self { broker, registry, contracts }
     }
+
+    /// Publishes catalog events written as `{"type": …, "data": …}` (what `eventline publish`
+    /// reads), in order, through the one publishing path; the position of each.
+    pub async fn publish(&self, events: &[serde_json::Value]) -> Vec<Position> {
+        let producer = EventProducer::new(&self.broker.kafka_settings(), &ProducerSettings::default())
+            .unwrap_or_else(|e| panic!("producer: {e}"));
+        let publisher = Publisher::new(producer, Arc::new(self.contracts.clone()));
+        let origin = Origin { source: "/tests".into(), traceparent: None, correlation_id: None };
+        let mut positions = Vec::with_capacity(events.len());
+        for event in events {
+            let prepared = prepare(&self.contracts, event, &origin).unwrap_or_else(|e| panic!("{event}: {e:?}"));
+            positions.push(publisher.publish(&prepared).await.unwrap_or_else(|e| panic!("publish: {e}")));
+        }
+        positions
+    }
+}
+
+/// An `OrderPlaced` of 100 minor units in `currency`, as [`Stack::publish`] takes it.
+pub fn order_placed(order_id: &str, currency: &str) -> serde_json::Value {
+    serde_json::json!({"type": "OrderPlaced", "data": {
+        "order_id": order_id, "customer_id": "c", "currency": currency, "total_minor": 100,
+        "lines": [{"sku": "s", "quantity": 1, "unit_price_minor": 100}], "placed_at": "2026-01-01T00:00:00Z"}})
 }
 
 /// Reads `count` messages from every partition of `topic` from the beginning (without a group),

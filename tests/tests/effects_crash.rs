@@ -19,13 +19,11 @@ use axum::{Json, Router};
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::effects::{EffectLedger, EffectState};
 use eventline_common::kafka::consumer::{OffsetStore, PartitionOffset};
-use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
 use eventline_common::kafka::Position;
-use eventline_common::publish::{prepare, Origin, Publisher};
-use eventline_e2e::Stack;
+use eventline_e2e::{order_placed, Stack};
 use eventline_testkit::{eventually, free_port, unique, PgDatabase, SqliteDatabase};
 use rand::Rng as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
 const ORDERS: usize = 300;
@@ -101,18 +99,9 @@ async fn terminate(mut child: Child, group: &str, port: u16) {
 async fn effects_survive_sigkill(database_url: &str) {
     let stack = Stack::start().await;
     let (receiver, calls) = receiver().await;
-    let publisher = Publisher::new(
-        EventProducer::new(&stack.broker.kafka_settings(), &ProducerSettings::default()).unwrap(),
-        Arc::new(stack.contracts.clone()),
-    );
-    let origin = Origin { source: "/tests/effects".into(), traceparent: None, correlation_id: None };
+    let orders: Vec<_> = (0..ORDERS).map(|n| order_placed(&format!("order-{n}"), "EUR")).collect();
     let mut ends: BTreeMap<i32, Position> = BTreeMap::new();
-    for n in 0..ORDERS {
-        let event = json!({"type": "OrderPlaced", "data": {
-            "order_id": format!("order-{n}"), "customer_id": format!("c{}", n % 17), "currency": "EUR",
-            "total_minor": 100, "lines": [{"sku": "s", "quantity": 1, "unit_price_minor": 100}],
-            "placed_at": "2026-01-01T00:00:00Z"}});
-        let position = publisher.publish(&prepare(&stack.contracts, &event, &origin).unwrap()).await.unwrap();
+    for position in stack.publish(&orders).await {
         ends.insert(position.partition, position);
     }
     let group = unique("effect-probe");

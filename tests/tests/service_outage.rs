@@ -6,19 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use eventline_common::catalog::Catalog;
 use eventline_common::db::{Database, DatabaseSettings};
 use eventline_common::events::OrderPlaced;
 use eventline_common::kafka::consumer::{Batch, ConsumerSettings, Handler, HandlerError, OffsetMode, OffsetStore};
-use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
-use eventline_common::publish::{prepare, Origin, Publisher};
 use eventline_common::service::{self, BasicSettings, ConsumerRun, ConsumerService, Platform, ServiceContext};
-use eventline_e2e::Stack;
+use eventline_e2e::{order_placed, Stack};
 use eventline_testkit::{eventually, unique, PgDatabase, SqliteDatabase};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -115,17 +111,7 @@ async fn a_downstream_outage_pauses_the_service_and_loses_nothing(database_url: 
     let url = format!("http://{}", prepared.local_addr().unwrap());
     switch(&db, true).await;
 
-    let publisher = Publisher::new(
-        EventProducer::new(&stack.broker.kafka_settings(), &ProducerSettings::default()).unwrap(),
-        Arc::new(stack.contracts.clone()),
-    );
-    let origin = Origin { source: "/tests/outage".into(), traceparent: None, correlation_id: None };
-    for n in 0..ORDERS {
-        let event = json!({"type": "OrderPlaced", "data": {
-            "order_id": format!("order-{n}"), "customer_id": "c", "currency": "EUR", "total_minor": 100,
-            "lines": [{"sku": "s", "quantity": 1, "unit_price_minor": 100}], "placed_at": "2026-01-01T00:00:00Z"}});
-        publisher.publish(&prepare(&stack.contracts, &event, &origin).unwrap()).await.unwrap();
-    }
+    stack.publish(&(0..ORDERS).map(|n| order_placed(&format!("order-{n}"), "EUR")).collect::<Vec<_>>()).await;
 
     let token = CancellationToken::new();
     let running = tokio::spawn(prepared.run(token.clone()));

@@ -7,12 +7,9 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use eventline_common::kafka::producer::{EventProducer, ProducerSettings};
-use eventline_common::publish::{prepare, Origin, Publisher};
-use eventline_e2e::Stack;
+use eventline_e2e::{order_placed, Stack};
 use eventline_testkit::{eventually, free_port, unique, SqliteDatabase};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -79,35 +76,18 @@ impl Counter {
 }
 
 fn order(n: usize, currency: &str) -> Value {
-    json!({"type": "OrderPlaced", "data": {
-        "order_id": format!("order-{n}"), "customer_id": "c", "currency": currency, "total_minor": 100,
-        "lines": [{"sku": "s", "quantity": 1, "unit_price_minor": 100}], "placed_at": "2026-01-01T00:00:00Z"}})
+    order_placed(&format!("order-{n}"), currency)
 }
 
 #[tokio::test]
 async fn the_example_consumer_counts_orders_and_serves_them_through_a_restart() {
     let stack = Stack::start().await;
-    let contracts = Arc::new(stack.contracts.clone());
-    let publisher = Publisher::new(
-        EventProducer::new(&stack.broker.kafka_settings(), &ProducerSettings::default()).unwrap(),
-        contracts.clone(),
-    );
-    let origin = Origin { source: "/tests/order-counter".into(), traceparent: None, correlation_id: None };
-    let publish = |events: Vec<Value>| {
-        let publisher = &publisher;
-        let contracts = &contracts;
-        let origin = &origin;
-        async move {
-            for event in &events {
-                publisher.publish(&prepare(contracts, event, origin).unwrap()).await.unwrap();
-            }
-        }
-    };
-    publish((0..7).map(|n| order(n, "EUR")).chain((7..10).map(|n| order(n, "USD"))).collect()).await;
+    stack.publish(&(0..7).map(|n| order(n, "EUR")).chain((7..10).map(|n| order(n, "USD"))).collect::<Vec<_>>()).await;
     // Another event type on the same topic is not the counter's business.
-    publish(vec![json!({"type": "OrderShipped", "data": {
-        "order_id": "order-0", "carrier": "dhl", "tracking_number": "t", "shipped_at": "2026-01-01T00:00:00Z"}})])
-    .await;
+    stack
+        .publish(&[json!({"type": "OrderShipped", "data": {
+            "order_id": "order-0", "carrier": "dhl", "tracking_number": "t", "shipped_at": "2026-01-01T00:00:00Z"}})])
+        .await;
 
     let database = SqliteDatabase::create();
     let group = unique("order-counter");
@@ -122,7 +102,7 @@ async fn the_example_consumer_counts_orders_and_serves_them_through_a_restart() 
     counter.terminate().await;
 
     // Restarted: it resumes from its stored offsets, so nothing is counted twice.
-    publish((10..12).map(|n| order(n, "EUR")).collect()).await;
+    stack.publish(&(10..12).map(|n| order(n, "EUR")).collect::<Vec<_>>()).await;
     let counter = start_counter(&stack, &database, &group).await;
     counter.counts_become(json!({"EUR": 9, "USD": 3})).await;
     counter.terminate().await;
