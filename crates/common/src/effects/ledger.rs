@@ -21,8 +21,9 @@ const COLUMNS: &str =
     "effect_id, event_id, kind, recipient, payload, state, attempts, due_at_ms, created_at_ms, done_at_ms, last_error";
 const TAKE: &str = "UPDATE eventline_effects SET due_at_ms = $1, attempts = attempts + 1 \
      WHERE service = $2 AND effect_id = $3 AND state = 'due' AND due_at_ms = $4";
-const DONE: &str = "UPDATE eventline_effects SET state = 'done', done_at_ms = $1, last_error = NULL \
-     WHERE service = $2 AND effect_id = $3 AND state = 'due'";
+// DONE, AGAIN and FAIL settle a try of a due effect; each binds (time, error, service, effect id).
+const DONE: &str = "UPDATE eventline_effects SET state = 'done', done_at_ms = $1, last_error = $2 \
+     WHERE service = $3 AND effect_id = $4 AND state = 'due'";
 const AGAIN: &str = "UPDATE eventline_effects SET due_at_ms = $1, last_error = $2 \
      WHERE service = $3 AND effect_id = $4 AND state = 'due'";
 const FAIL: &str = "UPDATE eventline_effects SET state = 'failed', done_at_ms = $1, last_error = $2 \
@@ -189,31 +190,22 @@ impl EffectLedger {
 
     /// A try of `effect_id` succeeded.
     pub async fn done(&self, effect_id: Uuid) -> Result<(), LedgerError> {
-        sqlx::query(DONE)
-            .bind(now_ms())
-            .bind(&*self.service)
-            .bind(effect_id.to_string())
-            .execute(self.db.pool())
-            .await?;
-        Ok(())
+        self.settle(DONE, effect_id, now_ms(), None).await
     }
 
     /// A try failed; try again at `due_at_ms`.
     pub async fn again(&self, effect_id: Uuid, due_at_ms: i64, error: &str) -> Result<(), LedgerError> {
-        sqlx::query(AGAIN)
-            .bind(due_at_ms)
-            .bind(error)
-            .bind(&*self.service)
-            .bind(effect_id.to_string())
-            .execute(self.db.pool())
-            .await?;
-        Ok(())
+        self.settle(AGAIN, effect_id, due_at_ms, Some(error)).await
     }
 
     /// No more tries: failed for good, with `error`.
     pub async fn fail(&self, effect_id: Uuid, error: &str) -> Result<(), LedgerError> {
-        sqlx::query(FAIL)
-            .bind(now_ms())
+        self.settle(FAIL, effect_id, now_ms(), Some(error)).await
+    }
+
+    async fn settle(&self, sql: &str, effect_id: Uuid, at_ms: i64, error: Option<&str>) -> Result<(), LedgerError> {
+        sqlx::query(sql)
+            .bind(at_ms)
             .bind(error)
             .bind(&*self.service)
             .bind(effect_id.to_string())
